@@ -1,0 +1,84 @@
+"""Assertion helpers whose failure messages name the clause and say what was expected.
+
+Every helper takes ``clause=`` (the spec ID the check enforces) and a short
+description of *what* was checked, so a failure reads like::
+
+    GRADMODE-1 violated: inside `with torch.no_grad():`, `torch.sin(t0)` should have
+    requires_grad=False, but it is True
+
+All helpers hide themselves from tracebacks (``__tracebackhide__``).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import torch
+
+__all__ = [
+    "assert_close",
+    "assert_equal",
+    "assert_grad_mode",
+    "assert_raises",
+    "assert_requires_grad",
+    "fail",
+]
+
+
+def fail(clause: str, message: str) -> None:
+    __tracebackhide__ = True
+    raise AssertionError(f"{clause} violated: {message}")
+
+
+def assert_equal(actual: Any, expected: Any, *, clause: str, what: str) -> None:
+    __tracebackhide__ = True
+    if actual != expected:
+        fail(clause, f"{what} should be {expected!r}, but it is {actual!r}")
+
+
+def assert_requires_grad(tensor: torch.Tensor, expected: bool, *, clause: str, what: str) -> None:
+    __tracebackhide__ = True
+    if tensor.requires_grad is not expected:
+        fail(clause, f"{what} should have requires_grad={expected}, but it is {tensor.requires_grad}")
+
+
+def assert_grad_mode(expected: bool, *, clause: str, where: str) -> None:
+    __tracebackhide__ = True
+    actual = torch.is_grad_enabled()
+    if actual is not expected:
+        fail(clause, f"{where}, torch.is_grad_enabled() should be {expected}, but it is {actual}")
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, clause: str, what: str, **tolerances: Any) -> None:
+    """Values compared on the CPU (device-generic), NaNs equal, dtypes and shapes must match."""
+    __tracebackhide__ = True
+    try:
+        torch.testing.assert_close(actual.detach().cpu(), expected.detach().cpu(), equal_nan=True, **tolerances)
+    except AssertionError as exc:
+        fail(clause, f"{what}: values differ\n{exc}")
+
+
+@contextmanager
+def assert_raises(
+    exception: type[BaseException], *, match: str | None = None, clause: str, what: str
+) -> Iterator[None]:
+    """``with assert_raises(RuntimeError, match=..., clause=..., what=...): <code that must raise>``."""
+    __tracebackhide__ = True
+    try:
+        yield
+    except exception as exc:
+        if match is not None and not re.search(match, str(exc)):
+            fail(clause, f"{what} raised {type(exc).__name__} as expected, but its message does not match {match!r}: {exc}")
+        return
+    fail(clause, f"{what} should raise {exception.__name__}" + (f" matching {match!r}" if match else "") + ", but it did not")
+
+
+def raises(fn: Callable[[], Any], exception: type[BaseException] = Exception) -> bool:
+    """True when ``fn()`` raises ``exception`` (for properties that branch on it)."""
+    try:
+        fn()
+    except exception:
+        return True
+    return False

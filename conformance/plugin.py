@@ -1,0 +1,275 @@
+"""The pytest plugin: clause citations, device parametrization, state guard, report.
+
+Loaded by the repository's top-level ``conftest.py``; for an installed copy run
+``pytest -p conformance.plugin --pyargs conformance.tests``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hypothesis
+import pytest
+import torch
+
+from . import __version__, profiles, state
+from .devices import DEFAULT_DEVICES, probe, resolve_requested
+from .report import TestRecord, build_report, clause_outcomes, worst_outcome, write_json_atomically
+from .specs import SpecError, SpecRegistry, load_specs
+
+SPEC_MARKER = "spec"
+_PACKAGE_TESTS = Path(__file__).resolve().parent / "tests"
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("autograd-conformance")
+    group.addoption(
+        "--device",
+        action="append",
+        metavar="DEVICE",
+        help="torch device(s) to run on, repeatable or comma-separated (e.g. cpu,cuda:1). "
+        "Default: cpu, plus cuda and mps, which skip when absent. An explicitly named "
+        "device that is unavailable is a usage error.",
+    )
+    group.addoption(
+        "--clause",
+        action="append",
+        metavar="ID",
+        help="run only the tests citing these clause IDs (repeatable or comma-separated)",
+    )
+    group.addoption("--specs-dir", metavar="DIR", help="spec directory (default: the repository's specs/)")
+    group.addoption(
+        "--conformance-report",
+        metavar="PATH",
+        help="write a JSON report of every clause's outcome per device to PATH",
+    )
+    parser.addini(
+        "conformance_testpaths",
+        type="paths",
+        help="directories holding conformance tests (each must cite a clause); "
+        "default: the conformance package's tests/",
+    )
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass(eq=False)  # hashable by identity: pytest keeps plugins in sets
+class ConformanceRun:
+    """Per-session state; registered as a plugin so its hooks see the run."""
+
+    registry: SpecRegistry
+    devices: list[str]
+    explicit_devices: bool
+    profile: str
+    clause_filter: frozenset[str]
+    conformance_roots: list[Path]
+    records: dict[str, TestRecord] = field(default_factory=dict)
+    citations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def is_conformance_test(self, item: pytest.Item) -> bool:
+        path = Path(str(item.path)).resolve()
+        return any(root == path or root in path.parents for root in self.conformance_roots)
+
+    @pytest.hookimpl(tryfirst=True)  # see every collected item, before -k/-m deselect some
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        problems: list[str] = []
+        keep: list[pytest.Item] = []
+        deselected: list[pytest.Item] = []
+        for item in items:
+            if not self.is_conformance_test(item):
+                keep.append(item)
+                continue
+            clause_ids = tuple(dict.fromkeys(arg for mark in item.iter_markers(SPEC_MARKER) for arg in mark.args))
+            unknown = [cid for cid in clause_ids if cid not in self.registry]
+            if not clause_ids:
+                problems.append(f"{item.nodeid}: conformance test cites no clause (add @pytest.mark.spec('AREA-N'))")
+                continue
+            if unknown:
+                problems.append(f"{item.nodeid}: cites unknown clause ID(s) {', '.join(unknown)}")
+                continue
+            for cid in clause_ids:
+                self.citations[cid].append(item.nodeid)
+            if self.clause_filter and not self.clause_filter.intersection(clause_ids):
+                deselected.append(item)
+                continue
+            excluded = [self.registry[cid] for cid in clause_ids if not self.registry[cid].applies_to(torch.__version__)]
+            if excluded:
+                reason = "; ".join(f"{c.id} applies to torch {c.versions}, installed torch is {torch.__version__}" for c in excluded)
+                item.add_marker(pytest.mark.skip(reason=reason))
+            callspec = getattr(item, "callspec", None)
+            device_name = callspec.params.get("device") if callspec else None
+            self.records[item.nodeid] = TestRecord(item.nodeid, clause_ids, device_name)
+            keep.append(item)
+        if problems:
+            raise pytest.UsageError("invalid clause citations:\n  " + "\n  ".join(problems))
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = keep
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = self.records.get(report.nodeid)
+        if record is None:
+            return
+        if report.failed:
+            if record.outcome not in ("failed", "error"):
+                record.outcome = "failed" if report.when == "call" else "error"
+                record.message = _failure_message(report)
+        elif report.skipped:
+            if record.outcome == "not run":
+                record.outcome = "skipped"
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                record.message = reason.removeprefix("Skipped: ")
+        elif report.when == "call" and record.outcome == "not run":
+            record.outcome = "passed"
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        path = session.config.getoption("conformance_report")
+        if path:
+            report = build_report(self.registry, self.records.values(), devices=self.devices, profile=self.profile)
+            write_json_atomically(Path(path), report)
+
+    def pytest_terminal_summary(self, terminalreporter, config: pytest.Config) -> None:
+        if not self.records:
+            return
+        outcomes = clause_outcomes(self.registry, self.records.values())
+        tally: dict[str, int] = defaultdict(int)
+        terminalreporter.section("autograd conformance")
+        for cid, per_device in outcomes.items():
+            worst = worst_outcome(per_device)
+            if worst is None:
+                continue
+            tally[worst] += 1
+            for device_name, result in per_device.items():
+                if result["outcome"] == "failed":
+                    clause = self.registry[cid]
+                    terminalreporter.write_line(
+                        f"VIOLATED {cid} [{device_name}] {clause.title} ({clause.location})", red=True, bold=True
+                    )
+                    terminalreporter.write_line(f"    {result['message'].strip().splitlines()[0] if result['message'].strip() else ''}")
+        uncited = [cid for cid in self.registry if cid not in self.citations]
+        if uncited:
+            listing = ", ".join(uncited) if len(uncited) <= 10 or config.option.verbose > 0 else "(-v lists them)"
+            terminalreporter.write_line(f"clauses cited by no collected test: {len(uncited)}: {listing}", yellow=True)
+        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.items()))
+        failed = tally.get("failed", 0) > 0
+        terminalreporter.write_line(f"clauses on torch {torch.__version__}: {summary}", red=failed, green=not failed)
+
+
+def _failure_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message
+    return str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""
+
+
+_RUN = pytest.StashKey[ConformanceRun]()
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+class _TorchGlobalRandom:
+    """Lets hypothesis seed (and restore) torch's global CPU RNG for every example."""
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def getstate(self):
+        return torch.get_rng_state()
+
+    def setstate(self, rng_state) -> None:
+        torch.set_rng_state(rng_state)
+
+
+_TORCH_RANDOM = _TorchGlobalRandom()
+
+
+@pytest.hookimpl(tryfirst=True)  # before hypothesis' plugin applies --hypothesis-profile
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{SPEC_MARKER}(*clause_ids): the spec clauses a conformance test checks")
+    profiles.register_profiles()
+    profile = config.getoption("--hypothesis-profile", None) or profiles.selected_profile()
+    if profile not in profiles.PROFILES:
+        raise pytest.UsageError(f"unknown hypothesis profile {profile!r}; known: {', '.join(profiles.PROFILES)}")
+    hypothesis.settings.load_profile(profile)
+    hypothesis.register_random(_TORCH_RANDOM)
+
+    specs_dir = config.getoption("specs_dir")
+    try:
+        registry = load_specs(Path(specs_dir).resolve() if specs_dir else None)
+    except SpecError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+    devices, explicit = resolve_requested(config.getoption("device"))
+    if explicit:
+        unavailable = [probe(name) for name in devices if not probe(name).available]
+        if unavailable:
+            available = [name for name in DEFAULT_DEVICES if probe(name).available]
+            raise pytest.UsageError(
+                "requested device(s) not available: "
+                + "; ".join(status.reason for status in unavailable)
+                + f". Available here: {', '.join(available)}"
+            )
+
+    clause_filter = frozenset(
+        part.strip() for value in config.getoption("clause") or () for part in value.split(",") if part.strip()
+    )
+    unknown = sorted(clause_filter - set(registry))
+    if unknown:
+        raise pytest.UsageError(f"--clause names unknown clause ID(s): {', '.join(unknown)}")
+
+    roots = [Path(p).resolve() for p in config.getini("conformance_testpaths")] or [_PACKAGE_TESTS]
+    run = ConformanceRun(registry, devices, explicit, profile, clause_filter, roots)
+    config.stash[_RUN] = run
+    config.pluginmanager.register(run, "autograd-conformance-run")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    run = config.stash[_RUN]
+    return [
+        f"autograd-conformance {__version__}: torch {torch.__version__}, {len(run.registry)} clauses, "
+        f"devices: {', '.join(run.devices)}, hypothesis profile: {run.profile}"
+    ]
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "device" in metafunc.fixturenames:
+        devices = metafunc.config.stash[_RUN].devices
+        metafunc.parametrize("device", devices, indirect=True, ids=str, scope="session")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> str:
+    """The torch device string under test; an absent auto-detected device skips here, lazily."""
+    status = probe(request.param)
+    if not status.available:
+        pytest.skip(status.reason)
+    return request.param
+
+
+# ----------------------------------------------------------------------------- state guard
+
+
+@pytest.fixture(autouse=True)
+def _autograd_state_guard():
+    """Fail any test that leaves grad mode, inference mode, anomaly mode or the default dtype changed."""
+    before = state.capture()
+    yield
+    changes = state.differences(before, state.capture())
+    if changes:
+        state.restore(before)
+        pytest.fail(
+            "test left global autograd state changed: "
+            + "; ".join(changes)
+            + " (use a context manager or try/finally so the state is restored)",
+            pytrace=False,
+        )

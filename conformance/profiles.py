@@ -1,0 +1,41 @@
+"""Hypothesis profiles: ``default`` (fast, random), ``ci`` (fast, derandomized), ``thorough``.
+
+Selected with hypothesis' own ``--hypothesis-profile NAME``, or the environment
+variable ``CONFORMANCE_PROFILE``; without either, ``ci`` when the ``CI``
+environment variable is set, else ``default``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+__all__ = ["ENV_VAR", "PROFILES", "register_profiles", "selected_profile"]
+
+ENV_VAR = "CONFORMANCE_PROFILE"
+
+_common = dict(
+    deadline=None,  # first calls into torch kernels are slow; timing is the benchmarks' job
+    print_blob=True,  # failures print a @reproduce_failure blob
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+PROFILES = {
+    "default": dict(max_examples=25, **_common),
+    "ci": dict(max_examples=25, derandomize=True, database=None, **_common),
+    "thorough": dict(max_examples=500, **_common),
+}
+
+
+def register_profiles() -> None:
+    for name, values in PROFILES.items():
+        settings.register_profile(name, **values)
+
+
+def selected_profile(environ: dict[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV_VAR):
+        return environ[ENV_VAR]
+    ci = environ.get("CI", "").strip().lower()
+    return "ci" if ci not in ("", "0", "false", "no") else "default"
