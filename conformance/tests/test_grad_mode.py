@@ -1,0 +1,386 @@
+"""Grad mode: no_grad, enable_grad, set_grad_enabled, inference_mode.  Spec: specs/grad_mode.md."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance.assertions import assert_close, assert_equal, assert_grad_mode, assert_raises, assert_requires_grad, fail
+from conformance.graphs import graphs
+from conformance.modes import ENABLE_GRAD, INFERENCE_MODE, NO_GRAD, SET_GRAD_DISABLED
+from conformance.strategies import tensors
+
+
+def _is_alias(step) -> bool:
+    """A view, or one of the op's inputs returned as is: shares its autograd metadata."""
+    return step.output._base is not None or any(step.output is t for t in step.inputs)
+
+
+class _Leave(Exception):
+    """Raised to leave a mode by an exception."""
+
+
+def _leave(run, fn) -> None:
+    try:
+        run(fn)
+    except _Leave:
+        pass
+
+
+def _raise_leave():
+    raise _Leave
+
+
+# ----------------------------------------------------------------------------- GRADMODE-1, -2, -3
+
+
+@pytest.mark.spec("GRADMODE-1")
+@pytest.mark.parametrize("form", sorted(NO_GRAD))
+@given(data=st.data())
+def test_no_grad_records_nothing(device, form, data):
+    graph = data.draw(graphs(device=device), label="graph")
+    for step in NO_GRAD[form](lambda: list(graph.trace())):
+        if step.output.grad_fn is not None:
+            fail("GRADMODE-1", f"inside no_grad ({form}), `{step.source}` was recorded: grad_fn={step.output.grad_fn}")
+
+
+@pytest.mark.spec("GRADMODE-2")
+@pytest.mark.parametrize("form", sorted(NO_GRAD))
+@given(data=st.data())
+def test_no_grad_results_do_not_require_grad(device, form, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    for step in NO_GRAD[form](lambda: list(graph.trace())):
+        if not _is_alias(step):
+            assert_requires_grad(step.output, False, clause="GRADMODE-2", what=f"inside no_grad ({form}), `{step.source}`")
+
+
+@pytest.mark.spec("GRADMODE-3")
+@pytest.mark.parametrize("form", sorted(NO_GRAD))
+@given(data=st.data())
+def test_view_under_no_grad_shares_requires_grad(device, form, data):
+    base = data.draw(tensors(shape=st.tuples(st.integers(1, 4), st.integers(1, 4)), device=device, requires_grad=True), label="base")
+    views = {
+        "x.transpose(0, 1)": lambda: base.transpose(0, 1),
+        "x.view(-1)": lambda: base.view(-1),
+        "x[0]": lambda: base[0],
+        "x.unsqueeze(0)": lambda: base.unsqueeze(0),
+        "x.expand(2, -1, -1)": lambda: base.expand(2, -1, -1),
+    }
+    for source, make in views.items():
+        view = NO_GRAD[form](make)
+        what = f"the view `{source}` of a tensor requiring grad, taken inside no_grad ({form})"
+        assert_requires_grad(view, True, clause="GRADMODE-3", what=what)
+        assert_equal(view.grad_fn, None, clause="GRADMODE-3", what=f"grad_fn of {what}")
+
+
+# ----------------------------------------------------------------------------- GRADMODE-4, -5
+
+
+@pytest.mark.spec("GRADMODE-4")
+@pytest.mark.parametrize("caller_grad_mode", [True, False])
+def test_no_grad_decorated_generator(caller_grad_mode):
+    observed = []
+
+    @torch.no_grad()
+    def generator():
+        for _ in range(3):
+            observed.append(torch.is_grad_enabled())
+            yield
+
+    with torch.set_grad_enabled(caller_grad_mode):
+        for _ in generator():
+            assert_grad_mode(caller_grad_mode, clause="GRADMODE-4", where="between resumptions of a @torch.no_grad() generator")
+    assert_equal(observed, [False] * 3, clause="GRADMODE-4", what="grad mode seen inside the generator body at each resumption")
+
+
+@pytest.mark.spec("GRADMODE-5")
+@pytest.mark.parametrize("exit_by", ["normal exit", "exception"])
+@pytest.mark.parametrize("form", sorted(NO_GRAD))
+@pytest.mark.parametrize("outer_mode", [True, False])
+def test_leaving_no_grad_restores_previous_mode(form, exit_by, outer_mode):
+    body = _raise_leave if exit_by == "exception" else (lambda: None)
+    with torch.set_grad_enabled(outer_mode):
+        _leave(NO_GRAD[form], body)
+        assert_grad_mode(outer_mode, clause="GRADMODE-5", where=f"after leaving no_grad ({form}, by {exit_by}) entered with grad mode {outer_mode}")
+
+
+@pytest.mark.spec("GRADMODE-5")
+@given(depth=st.integers(1, 5), data=st.data())
+def test_nested_no_grad_and_enable_grad_restore_each_level(depth, data):
+    """A random nest of no_grad/enable_grad blocks: every level restores the mode of the level outside it."""
+    kinds = data.draw(st.lists(st.sampled_from(["no_grad", "enable_grad"]), min_size=depth, max_size=depth), label="nesting")
+
+    def enter(level: int, outer: bool) -> None:
+        if level == len(kinds):
+            return
+        kind = kinds[level]
+        with (torch.no_grad() if kind == "no_grad" else torch.enable_grad()):
+            assert_grad_mode(kind == "enable_grad", clause="GRADMODE-5", where=f"inside {'/'.join(kinds[: level + 1])}")
+            enter(level + 1, kind == "enable_grad")
+        assert_grad_mode(outer, clause="GRADMODE-5", where=f"after leaving level {level} ({kind}) of {'/'.join(kinds)}")
+
+    enter(0, True)
+
+
+# ----------------------------------------------------------------------------- GRADMODE-6
+
+
+@pytest.mark.spec("GRADMODE-6")
+@pytest.mark.parametrize("form", sorted(ENABLE_GRAD))
+@given(data=st.data())
+def test_enable_grad_inside_no_grad_records(device, form, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+
+    def body():
+        steps = ENABLE_GRAD[form](lambda: (torch.is_grad_enabled(), list(graph.trace())))
+        assert_grad_mode(False, clause="GRADMODE-6", where=f"inside no_grad after leaving enable_grad ({form})")
+        return steps
+
+    enabled_inside, steps = NO_GRAD["context manager"](body)
+    assert_equal(enabled_inside, True, clause="GRADMODE-6", what=f"torch.is_grad_enabled() inside enable_grad ({form}) within no_grad")
+    for step in steps:
+        if not _is_alias(step) and step.output.grad_fn is None:
+            fail("GRADMODE-6", f"inside enable_grad ({form}) within no_grad, `{step.source}` was not recorded")
+
+
+# ----------------------------------------------------------------------------- GRADMODE-7, -8, -9
+
+
+@pytest.mark.spec("GRADMODE-7")
+@given(data=st.data())
+def test_set_grad_enabled_as_a_function(device, data):
+    x = data.draw(tensors(device=device, requires_grad=True), label="x")
+    try:
+        torch.set_grad_enabled(False)
+        assert_grad_mode(False, clause="GRADMODE-7", where="after torch.set_grad_enabled(False)")
+        disabled = x * 2
+        torch.set_grad_enabled(True)
+        assert_grad_mode(True, clause="GRADMODE-7", where="after torch.set_grad_enabled(True)")
+        enabled = x * 2
+    finally:
+        torch.set_grad_enabled(True)
+    assert_requires_grad(disabled, False, clause="GRADMODE-7", what="x * 2 computed after torch.set_grad_enabled(False)")
+    assert_requires_grad(enabled, True, clause="GRADMODE-7", what="x * 2 computed after torch.set_grad_enabled(True)")
+
+
+@pytest.mark.spec("GRADMODE-8")
+@pytest.mark.parametrize("exit_by", ["normal exit", "exception"])
+@pytest.mark.parametrize("outer_mode", [True, False])
+@pytest.mark.parametrize("mode", [True, False])
+def test_set_grad_enabled_as_a_context_manager(device, mode, outer_mode, exit_by):
+    x = torch.ones(2, device=device, requires_grad=True)
+    results = []
+
+    def body():
+        assert_grad_mode(mode, clause="GRADMODE-8", where=f"inside set_grad_enabled({mode})")
+        results.append(x * 2)
+        if exit_by == "exception":
+            raise _Leave
+
+    with torch.set_grad_enabled(outer_mode):
+        try:
+            with torch.set_grad_enabled(mode):
+                body()
+        except _Leave:
+            pass
+        assert_grad_mode(outer_mode, clause="GRADMODE-8", where=f"after leaving set_grad_enabled({mode}) by {exit_by}, entered from mode {outer_mode}")
+    assert_requires_grad(results[0], mode, clause="GRADMODE-8", what=f"x * 2 inside set_grad_enabled({mode})")
+
+
+@pytest.mark.spec("GRADMODE-9")
+def test_is_grad_enabled_reports_the_current_mode():
+    assert_grad_mode(True, clause="GRADMODE-9", where="by default")
+    for form, run in NO_GRAD.items():
+        run(lambda: assert_grad_mode(False, clause="GRADMODE-9", where=f"inside no_grad ({form})"))
+    for form, run in SET_GRAD_DISABLED.items():
+        run(lambda: assert_grad_mode(False, clause="GRADMODE-9", where=f"inside set_grad_enabled(False) ({form})"))
+    for form, run in INFERENCE_MODE.items():
+        run(lambda: assert_grad_mode(False, clause="GRADMODE-9", where=f"inside inference_mode ({form})"))
+    for form, run in ENABLE_GRAD.items():
+        NO_GRAD["context manager"](
+            lambda: run(lambda: assert_grad_mode(True, clause="GRADMODE-9", where=f"inside enable_grad ({form}) within no_grad"))
+        )
+
+
+# ----------------------------------------------------------------------------- GRADMODE-10
+
+
+def _in_thread(fn):
+    result = {}
+
+    def target():
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.mark.spec("GRADMODE-10")
+@pytest.mark.parametrize("form", sorted(NO_GRAD))
+def test_grad_mode_is_thread_local(device, form):
+    x = torch.ones(3, device=device, requires_grad=True)
+    seen_in_thread = NO_GRAD[form](lambda: _in_thread(lambda: (torch.is_grad_enabled(), (x * 2).requires_grad)))
+    assert_equal(seen_in_thread, (True, True), clause="GRADMODE-10", what=f"(grad mode, (x * 2).requires_grad) in a thread started inside no_grad ({form})")
+
+    def disable_in_thread():
+        torch.set_grad_enabled(False)  # the thread ends with grad disabled; it must not leak to us
+        return torch.is_grad_enabled()
+
+    assert_equal(_in_thread(disable_in_thread), False, clause="GRADMODE-10", what="grad mode in the thread after set_grad_enabled(False)")
+    assert_grad_mode(True, clause="GRADMODE-10", where="in the main thread after another thread called set_grad_enabled(False)")
+
+
+# ----------------------------------------------------------------------------- GRADMODE-11, -12, -13
+
+
+@pytest.mark.spec("GRADMODE-11")
+@pytest.mark.parametrize("form", sorted(NO_GRAD))
+@pytest.mark.parametrize(
+    "factory",
+    ["zeros", "ones", "empty", "rand", "randn", "tensor", "full"],
+)
+def test_factory_requires_grad_true_under_no_grad(device, form, factory):
+    make = {
+        "zeros": lambda: torch.zeros(2, device=device, requires_grad=True),
+        "ones": lambda: torch.ones(2, device=device, requires_grad=True),
+        "empty": lambda: torch.empty(2, device=device, requires_grad=True),
+        "rand": lambda: torch.rand(2, device=device, requires_grad=True),
+        "randn": lambda: torch.randn(2, device=device, requires_grad=True),
+        "tensor": lambda: torch.tensor([1.0, 2.0], device=device, requires_grad=True),
+        "full": lambda: torch.full((2,), 1.0, device=device, requires_grad=True),
+    }[factory]
+    assert_requires_grad(NO_GRAD[form](make), True, clause="GRADMODE-11", what=f"torch.{factory}(..., requires_grad=True) inside no_grad ({form})")
+
+
+@pytest.mark.spec("GRADMODE-12")
+@pytest.mark.parametrize("form", sorted(NO_GRAD))
+@given(data=st.data())
+def test_result_computed_under_no_grad_stops_gradient_flow(device, form, data):
+    graph = data.draw(graphs(device=device, requires_grad=True, min_steps=1), label="graph")
+    steps = NO_GRAD[form](lambda: list(graph.trace()))
+    detached = next((s.output for s in reversed(steps) if not _is_alias(s)), None)
+    if detached is None:
+        return  # every step aliased an input: nothing new was computed
+    assert_requires_grad(detached, False, clause="GRADMODE-12", what=f"`{steps[-1].source}` computed inside no_grad ({form}), after the block")
+    assert_equal(detached.is_leaf, True, clause="GRADMODE-12", what="is_leaf of a result computed inside no_grad")
+    weight = torch.ones_like(detached, requires_grad=True)
+    (detached * weight).sum().backward()
+    for index, leaf in enumerate(graph.leaves):
+        if leaf.grad is not None:
+            fail("GRADMODE-12", f"leaf t{index} received a gradient through a value computed inside no_grad ({form}):\n{graph!r}")
+    if weight.grad is None:
+        fail("GRADMODE-12", "the tensor combined with the no_grad result after the block received no gradient")
+
+
+@pytest.mark.spec("GRADMODE-13")
+@pytest.mark.parametrize("update", ["param -= lr * param.grad", "param.sub_(lr * param.grad)", "param.add_(param.grad, alpha=-lr)"])
+@given(data=st.data())
+def test_in_place_parameter_update_under_no_grad(device, update, data):
+    param = data.draw(tensors(device=device, requires_grad=True, dtype=torch.float64), label="param")
+    lr = data.draw(st.floats(0.01, 1.0), label="lr")
+    (param * param).sum().backward()
+    expected = param.detach() - lr * param.grad
+    same = param
+    with torch.no_grad():
+        if update.startswith("param -="):
+            param -= lr * param.grad
+        elif update.startswith("param.sub_"):
+            param.sub_(lr * param.grad)
+        else:
+            param.add_(param.grad, alpha=-lr)
+    assert_equal(param is same, True, clause="GRADMODE-13", what=f"`{update}` under no_grad updates the same tensor object")
+    assert_close(param, expected, clause="GRADMODE-13", what=f"values after `{update}` under no_grad")
+    assert_requires_grad(param, True, clause="GRADMODE-13", what=f"param after `{update}` under no_grad")
+    assert_equal((param.is_leaf, param.grad_fn), (True, None), clause="GRADMODE-13", what=f"(is_leaf, grad_fn) of param after `{update}`")
+
+
+# ----------------------------------------------------------------------------- GRADMODE-14 .. 18
+
+
+@pytest.mark.spec("GRADMODE-14")
+@pytest.mark.parametrize("form", sorted(INFERENCE_MODE))
+@given(data=st.data())
+def test_inference_mode_makes_inference_tensors(device, form, data):
+    graph = data.draw(graphs(device=device), label="graph")
+
+    def body():
+        assert_equal(torch.is_inference_mode_enabled(), True, clause="GRADMODE-14", what=f"torch.is_inference_mode_enabled() inside inference_mode ({form})")
+        assert_grad_mode(False, clause="GRADMODE-14", where=f"inside inference_mode ({form})")
+        return list(graph.trace())
+
+    for step in INFERENCE_MODE[form](body):
+        if _is_alias(step):
+            continue  # a view of a normal tensor stays a normal tensor
+        what = f"`{step.source}` computed inside inference_mode ({form})"
+        assert_equal(step.output.is_inference(), True, clause="GRADMODE-14", what=f"is_inference() of {what}")
+        assert_requires_grad(step.output, False, clause="GRADMODE-14", what=what)
+
+
+@pytest.mark.spec("GRADMODE-15")
+@given(data=st.data())
+def test_inference_tensors_cannot_be_saved_for_backward(device, data):
+    shape = data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)), label="shape")
+    with torch.inference_mode():
+        inference = data.draw(tensors(shape=shape, device=device, dtype=torch.float32), label="inference tensor") * 1
+    weight = torch.ones(shape, device=device, requires_grad=True)
+    uses = {"inference * weight": lambda: inference * weight, "torch.mul(weight, inference)": lambda: torch.mul(weight, inference), "inference @ weight.mT": lambda: inference @ weight.mT}
+    for source, use in uses.items():
+        with assert_raises(RuntimeError, match="(?i)inference tensors cannot be saved for backward", clause="GRADMODE-15", what=f"`{source}` outside inference mode"):
+            use()
+
+
+@pytest.mark.spec("GRADMODE-16")
+@pytest.mark.parametrize("update", ["add_(1)", "mul_(2)", "zero_()", "fill_(3)", "+= 1", "copy_"])
+def test_inference_tensors_are_immutable_outside_inference_mode(device, update):
+    with torch.inference_mode():
+        inference = torch.ones(3, device=device)
+    apply = {
+        "add_(1)": lambda t: t.add_(1),
+        "mul_(2)": lambda t: t.mul_(2),
+        "zero_()": lambda t: t.zero_(),
+        "fill_(3)": lambda t: t.fill_(3),
+        "+= 1": lambda t: t.__iadd__(1),
+        "copy_": lambda t: t.copy_(torch.zeros(3, device=device)),
+    }[update]
+    with assert_raises(RuntimeError, match="(?i)inplace update to inference tensor", clause="GRADMODE-16", what=f"inference_tensor.{update} outside inference mode"):
+        apply(inference)
+
+
+@pytest.mark.spec("GRADMODE-17")
+@pytest.mark.parametrize("spelling", ["inference_mode(False)", "inference_mode(mode=False)"])
+@given(data=st.data())
+def test_inference_mode_false_keeps_autograd_on(device, spelling, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    make = (lambda: torch.inference_mode(False)) if spelling == "inference_mode(False)" else (lambda: torch.inference_mode(mode=False))
+    with make():
+        assert_equal(torch.is_inference_mode_enabled(), False, clause="GRADMODE-17", what=f"torch.is_inference_mode_enabled() inside {spelling}")
+        assert_grad_mode(True, clause="GRADMODE-17", where=f"inside {spelling}")
+        steps = list(graph.trace())
+    for step in steps:
+        assert_equal(step.output.is_inference(), False, clause="GRADMODE-17", what=f"is_inference() of `{step.source}` inside {spelling}")
+        if not _is_alias(step) and step.output.grad_fn is None:
+            fail("GRADMODE-17", f"`{step.source}` inside {spelling} was not recorded")
+
+
+@pytest.mark.spec("GRADMODE-18")
+@pytest.mark.parametrize("exit_by", ["normal exit", "exception"])
+@pytest.mark.parametrize("form", sorted(INFERENCE_MODE))
+@pytest.mark.parametrize("outer_mode", [True, False])
+def test_leaving_inference_mode_restores_previous_modes(form, exit_by, outer_mode):
+    body = _raise_leave if exit_by == "exception" else (lambda: None)
+    with torch.set_grad_enabled(outer_mode):
+        _leave(INFERENCE_MODE[form], body)
+        where = f"after leaving inference_mode ({form}, by {exit_by}) entered with grad mode {outer_mode}"
+        assert_grad_mode(outer_mode, clause="GRADMODE-18", where=where)
+        assert_equal(torch.is_inference_mode_enabled(), False, clause="GRADMODE-18", what=f"torch.is_inference_mode_enabled() {where}")

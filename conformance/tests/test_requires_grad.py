@@ -1,0 +1,306 @@
+"""requires_grad: defaults, propagation, who may change it.  Spec: specs/requires_grad.md."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from conformance.assertions import assert_equal, assert_raises, assert_requires_grad, fail
+from conformance.graphs import GRAPH_DTYPES, graphs
+from conformance.ops import all_forms
+from conformance.strategies import (
+    DIFFERENTIABLE_DTYPES,
+    FLOATING_DTYPES,
+    NON_DIFFERENTIABLE_DTYPES,
+    dtypes,
+    shapes,
+    tensors,
+)
+
+# ----------------------------------------------------------------------------- REQGRAD-1, -2, -3
+
+#: factory name -> call(shape, dtype, device, **kwargs); every documented creation function.
+FACTORIES = {
+    "zeros": lambda s, d, dev, **kw: torch.zeros(s, dtype=d, device=dev, **kw),
+    "ones": lambda s, d, dev, **kw: torch.ones(s, dtype=d, device=dev, **kw),
+    "empty": lambda s, d, dev, **kw: torch.empty(s, dtype=d, device=dev, **kw),
+    "full": lambda s, d, dev, **kw: torch.full(s, 1, dtype=d, device=dev, **kw),
+    "rand": lambda s, d, dev, **kw: torch.rand(s, dtype=d, device=dev, **kw),
+    "randn": lambda s, d, dev, **kw: torch.randn(s, dtype=d, device=dev, **kw),
+    "arange": lambda s, d, dev, **kw: torch.arange(0, 2 * len(s) + 1, dtype=d, device=dev, **kw),
+    "linspace": lambda s, d, dev, **kw: torch.linspace(0, 1, 5, dtype=d, device=dev, **kw),
+    "logspace": lambda s, d, dev, **kw: torch.logspace(0, 1, 5, dtype=d, device=dev, **kw),
+    "eye": lambda s, d, dev, **kw: torch.eye(3, dtype=d, device=dev, **kw),
+    "tensor": lambda s, d, dev, **kw: torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=d, device=dev, **kw),
+}
+#: factories without a ``requires_grad`` parameter, or that only make integer tensors
+DEFAULT_ONLY_FACTORIES = {
+    "randint": lambda s, d, dev: torch.randint(0, 5, s, device=dev),
+    "as_tensor": lambda s, d, dev: torch.as_tensor([1.0, 2.0], dtype=d, device=dev),
+}
+REAL_DTYPES = FLOATING_DTYPES[:2]  # every factory supports float32/float64 on every device
+
+
+@pytest.mark.spec("REQGRAD-1")
+@pytest.mark.parametrize("factory", sorted({**FACTORIES, **DEFAULT_ONLY_FACTORIES}))
+@given(data=st.data())
+def test_factories_default_to_not_requiring_grad(device, factory, data):
+    shape = data.draw(shapes(), label="shape")
+    dtype = data.draw(dtypes(REAL_DTYPES), label="dtype")
+    make = {**FACTORIES, **DEFAULT_ONLY_FACTORIES}[factory]
+    tensor = make(shape, dtype, device)
+    assert_requires_grad(tensor, False, clause="REQGRAD-1", what=f"torch.{factory}(...) without requires_grad")
+
+
+LIKE_FACTORIES = {
+    "zeros_like": lambda x: torch.zeros_like(x),
+    "ones_like": lambda x: torch.ones_like(x),
+    "empty_like": lambda x: torch.empty_like(x),
+    "full_like": lambda x: torch.full_like(x, 3.0),
+    "rand_like": lambda x: torch.rand_like(x),
+    "randn_like": lambda x: torch.randn_like(x),
+    "Tensor.new_zeros": lambda x: x.new_zeros(x.shape),
+    "Tensor.new_ones": lambda x: x.new_ones(x.shape),
+    "Tensor.new_empty": lambda x: x.new_empty(x.shape),
+    "Tensor.new_full": lambda x: x.new_full(x.shape, 3.0),
+    "Tensor.new_tensor": lambda x: x.new_tensor([1.0, 2.0]),
+}
+
+
+@pytest.mark.spec("REQGRAD-2")
+@pytest.mark.parametrize("factory", sorted(LIKE_FACTORIES))
+@given(data=st.data())
+def test_derived_factories_do_not_inherit_requires_grad(device, factory, data):
+    source = data.draw(tensors(dtype=dtypes(REAL_DTYPES), device=device, requires_grad=True), label="source")
+    result = LIKE_FACTORIES[factory](source)
+    assert_requires_grad(result, False, clause="REQGRAD-2", what=f"{factory}(x) where x requires grad")
+
+
+@pytest.mark.spec("REQGRAD-3")
+@pytest.mark.parametrize("factory", sorted(FACTORIES))
+@given(data=st.data())
+def test_factory_requires_grad_true_makes_a_leaf(device, factory, data):
+    shape = data.draw(shapes(), label="shape")
+    dtype = data.draw(dtypes(REAL_DTYPES), label="dtype")
+    tensor = FACTORIES[factory](shape, dtype, device, requires_grad=True)
+    what = f"torch.{factory}(..., requires_grad=True)"
+    assert_requires_grad(tensor, True, clause="REQGRAD-3", what=what)
+    assert_equal(tensor.is_leaf, True, clause="REQGRAD-3", what=f"{what}.is_leaf")
+    assert_equal(tensor.grad_fn, None, clause="REQGRAD-3", what=f"{what}.grad_fn")
+
+
+# ----------------------------------------------------------------------------- REQGRAD-4, -5
+
+
+@pytest.mark.spec("REQGRAD-4")
+@given(data=st.data())
+def test_parameter_requires_grad_by_default(device, data):
+    source = data.draw(tensors(device=device, requires_grad=st.booleans()), label="source tensor")
+    param = torch.nn.Parameter(source)
+    assert_requires_grad(param, True, clause="REQGRAD-4", what=f"nn.Parameter(t) with t.requires_grad={source.requires_grad}")
+    frozen = torch.nn.Parameter(source.detach(), requires_grad=False)
+    assert_requires_grad(frozen, False, clause="REQGRAD-4", what="nn.Parameter(t, requires_grad=False)")
+
+
+#: constructors of built-in modules covering the common parameter kinds
+MODULES = {
+    "Linear": lambda: torch.nn.Linear(3, 4),
+    "Bilinear": lambda: torch.nn.Bilinear(2, 3, 4),
+    "Conv1d": lambda: torch.nn.Conv1d(2, 3, 3),
+    "Conv2d": lambda: torch.nn.Conv2d(3, 16, 3, 1),
+    "ConvTranspose2d": lambda: torch.nn.ConvTranspose2d(2, 3, 3),
+    "BatchNorm2d": lambda: torch.nn.BatchNorm2d(4),
+    "LayerNorm": lambda: torch.nn.LayerNorm(5),
+    "Embedding": lambda: torch.nn.Embedding(10, 3),
+    "LSTM": lambda: torch.nn.LSTM(3, 4, num_layers=2),
+    "GRU": lambda: torch.nn.GRU(3, 4),
+    "MultiheadAttention": lambda: torch.nn.MultiheadAttention(4, 2),
+    "PReLU": lambda: torch.nn.PReLU(),
+    "Sequential": lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 1), torch.nn.Conv2d(16, 32, 3, 1)),
+}
+
+
+@pytest.mark.spec("REQGRAD-5")
+@pytest.mark.parametrize("module_name", sorted(MODULES))
+def test_module_parameters_require_grad_and_buffers_do_not(device, module_name):
+    module = MODULES[module_name]().to(device)
+    params = list(module.named_parameters())
+    assert params, f"{module_name} has no parameters: the test table is wrong"
+    for name, param in params:
+        assert_requires_grad(param, True, clause="REQGRAD-5", what=f"{module_name}().to({device!r}).{name}")
+        assert_equal(param.is_leaf, True, clause="REQGRAD-5", what=f"{module_name}.{name}.is_leaf")
+    for name, buffer in module.named_buffers():
+        assert_requires_grad(buffer, False, clause="REQGRAD-5", what=f"buffer {module_name}.{name}")
+
+
+# ----------------------------------------------------------------------------- REQGRAD-6
+
+
+def _check_propagation(inputs, output, source: str) -> None:
+    __tracebackhide__ = True
+    flags = [t.requires_grad for t in inputs]
+    what = f"in grad mode, `{source}` with inputs requiring grad {flags}"
+    assert_requires_grad(output, any(flags), clause="REQGRAD-6", what=what)
+
+
+#: inputs every op form is tried on: 0-d, empty, 1-d, 2-d, 3-d
+SAMPLE_SHAPES = [(), (0,), (3,), (2, 3), (2, 0), (1, 2, 3)]
+
+
+@pytest.mark.spec("REQGRAD-6")
+@pytest.mark.parametrize("op", all_forms(), ids=lambda form: form.id)
+def test_each_op_form_output_requires_grad_iff_an_input_does(device, op):
+    """Exhaustive over sample shapes, dtypes and every requires_grad pattern of the operands."""
+    checked = 0
+    generator = torch.Generator().manual_seed(0)
+    for shape, dtype in itertools.product(SAMPLE_SHAPES, GRAPH_DTYPES):
+        values = [torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device) for _ in range(op.op.arity)]
+        if not op.op.applicable(values[0]) or (op.op.arity == 2 and not op.op.partner(*values)):
+            continue
+        for flags in itertools.product((False, True), repeat=op.op.arity):
+            inputs = [v.clone().requires_grad_(flag) for v, flag in zip(values, flags)]
+            _check_propagation(inputs, op(*inputs), op.source("a", "b"))
+            checked += 1
+    assert checked, f"no sample shape applies to {op.id}: extend SAMPLE_SHAPES"
+
+
+@pytest.mark.spec("REQGRAD-6")
+@given(data=st.data())
+def test_output_requires_grad_iff_an_input_does_over_random_graphs(device, data):
+    graph = data.draw(graphs(device=device), label="graph")
+    for step in graph.trace():
+        _check_propagation(step.inputs, step.output, step.source)
+
+
+# ----------------------------------------------------------------------------- REQGRAD-7
+
+FREEZE_FORMS = {
+    "attribute": lambda module: [setattr(p, "requires_grad", False) for p in module.parameters()],
+    "Parameter.requires_grad_": lambda module: [p.requires_grad_(False) for p in module.parameters()],
+    "Module.requires_grad_": lambda module: module.requires_grad_(False),
+}
+
+
+def _seed_network(device):
+    """The seed's two-convolution network, scaled down."""
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 1), torch.nn.Conv2d(4, 5, 3, 1)).to(device)
+
+
+@pytest.mark.spec("REQGRAD-7")
+@pytest.mark.parametrize("freeze", sorted(FREEZE_FORMS))
+@given(data=st.data())
+def test_frozen_module_output_does_not_require_grad(device, freeze, data):
+    net = _seed_network(device)
+    FREEZE_FORMS[freeze](net)
+    batch = data.draw(tensors(shape=st.tuples(st.integers(1, 3), st.just(3), st.integers(5, 7), st.integers(5, 7)), dtype=torch.float32, device=device), label="input batch")
+    assert_requires_grad(net(batch), False, clause="REQGRAD-7", what=f"output of a network frozen via {freeze}, input not requiring grad")
+
+    batch.requires_grad_(True)
+    assert_requires_grad(net(batch), True, clause="REQGRAD-7", what=f"output of a network frozen via {freeze}, input requiring grad")
+
+    names = [name for name, _ in net.named_parameters()]
+    trainable = data.draw(st.sampled_from(names), label="parameter left trainable")
+    dict(net.named_parameters())[trainable].requires_grad_(True)
+    assert_requires_grad(net(batch.detach()), True, clause="REQGRAD-7", what=f"output of a network with only {trainable} trainable")
+
+
+# ----------------------------------------------------------------------------- REQGRAD-8, -9
+
+NON_DIFFERENTIABLE_MATCH = r"(?i)only tensors of floating point"
+
+REQUIRE_GRAD_FORMS = {
+    "factory argument": lambda dtype, device: torch.zeros(2, dtype=dtype, device=device, requires_grad=True),
+    "requires_grad_()": lambda dtype, device: torch.zeros(2, dtype=dtype, device=device).requires_grad_(),
+    "attribute setter": lambda dtype, device: _set_attribute(torch.zeros(2, dtype=dtype, device=device), True),
+}
+
+
+def _set_attribute(tensor: torch.Tensor, flag: bool) -> torch.Tensor:
+    tensor.requires_grad = flag
+    return tensor
+
+
+@pytest.mark.spec("REQGRAD-8")
+@pytest.mark.parametrize("form", sorted(REQUIRE_GRAD_FORMS))
+@pytest.mark.parametrize("dtype", NON_DIFFERENTIABLE_DTYPES, ids=str)
+def test_integer_and_bool_tensors_cannot_require_grad(device, form, dtype):
+    with assert_raises(RuntimeError, match=NON_DIFFERENTIABLE_MATCH, clause="REQGRAD-8", what=f"requiring grad of a {dtype} tensor via {form}"):
+        REQUIRE_GRAD_FORMS[form](dtype, device)
+
+
+@pytest.mark.spec("REQGRAD-9")
+@pytest.mark.parametrize("form", sorted(REQUIRE_GRAD_FORMS))
+@pytest.mark.parametrize("dtype", DIFFERENTIABLE_DTYPES, ids=str)
+def test_floating_and_complex_tensors_can_require_grad(device, form, dtype):
+    tensor = REQUIRE_GRAD_FORMS[form](dtype, device)
+    assert_requires_grad(tensor, True, clause="REQGRAD-9", what=f"a {dtype} tensor asked to require grad via {form}")
+
+
+# ----------------------------------------------------------------------------- REQGRAD-10, -11, -12
+
+
+@pytest.mark.spec("REQGRAD-10")
+@given(data=st.data())
+def test_requires_grad_method_and_setter_change_a_leaf(device, data):
+    leaf = data.draw(tensors(dtype=dtypes(DIFFERENTIABLE_DTYPES), device=device), label="leaf")
+    returned = leaf.requires_grad_()
+    assert_equal(returned is leaf, True, clause="REQGRAD-10", what="t.requires_grad_() is t")
+    assert_requires_grad(leaf, True, clause="REQGRAD-10", what="t after t.requires_grad_() (default argument)")
+    leaf.requires_grad_(False)
+    assert_requires_grad(leaf, False, clause="REQGRAD-10", what="t after t.requires_grad_(False)")
+    leaf.requires_grad = True
+    assert_requires_grad(leaf, True, clause="REQGRAD-10", what="t after t.requires_grad = True")
+    leaf.requires_grad = False
+    assert_requires_grad(leaf, False, clause="REQGRAD-10", what="t after t.requires_grad = False")
+
+
+def _draw_non_leaf(data, device):
+    """A tensor produced by a recorded op: drawn graph output that is not a leaf."""
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    output = graph.output()
+    assume(not output.is_leaf)
+    return output, graph
+
+
+@pytest.mark.spec("REQGRAD-11")
+@pytest.mark.parametrize("flag", [False, True])
+@given(data=st.data())
+def test_requires_grad_setter_raises_on_a_non_leaf(device, flag, data):
+    output, graph = _draw_non_leaf(data, device)
+    with assert_raises(RuntimeError, match="leaf", clause="REQGRAD-11", what=f"setting requires_grad = {flag} on the non-leaf output of {graph!r}\n"):
+        output.requires_grad = flag
+
+
+@pytest.mark.spec("REQGRAD-12")
+@given(data=st.data())
+def test_requires_grad_method_on_a_non_leaf(device, data):
+    output, graph = _draw_non_leaf(data, device)
+    with assert_raises(RuntimeError, match="detach", clause="REQGRAD-12", what=f"requires_grad_(False) on the non-leaf output of {graph!r}\n"):
+        output.requires_grad_(False)
+    assert_equal(output.requires_grad_(True) is output, True, clause="REQGRAD-12", what="non-leaf y.requires_grad_(True) is y")
+    assert_requires_grad(output, True, clause="REQGRAD-12", what="non-leaf y after y.requires_grad_(True)")
+
+
+# ----------------------------------------------------------------------------- REQGRAD-13
+
+
+@pytest.mark.spec("REQGRAD-13")
+@given(data=st.data())
+def test_grad_fn_is_none_exactly_for_leaves(device, data):
+    graph = data.draw(graphs(device=device), label="graph")
+    for index, leaf in enumerate(graph.leaves):
+        if leaf.grad_fn is not None or not leaf.is_leaf:
+            fail("REQGRAD-13", f"leaf t{index} should have is_leaf=True and grad_fn None, got {leaf.is_leaf}, {leaf.grad_fn}")
+    for step in graph.trace():
+        out = step.output
+        if (out.grad_fn is None) != out.is_leaf:
+            fail("REQGRAD-13", f"`{step.source}`: grad_fn is {out.grad_fn} but is_leaf is {out.is_leaf}")
+        returned_input = any(out is t for t in step.inputs)
+        if out.requires_grad and not returned_input and out.is_leaf:
+            fail("REQGRAD-13", f"`{step.source}` requires grad but is a leaf with no grad_fn (the op was not recorded)")
+        if not out.requires_grad and not out.is_leaf:
+            fail("REQGRAD-13", f"`{step.source}` does not require grad but is not a leaf (grad_fn={out.grad_fn})")
