@@ -16,7 +16,7 @@ import torch
 
 from . import __version__, profiles, state
 from .devices import DEFAULT_DEVICES, probe, resolve_requested
-from .report import TestRecord, build_report, clause_outcomes, worst_outcome, write_json_atomically
+from .report import TestRecord, build_report, clause_outcomes, verdict_on_device, write_json_atomically
 from .specs import SpecError, SpecRegistry, load_specs
 
 SPEC_MARKER = "spec"
@@ -138,27 +138,33 @@ class ConformanceRun:
         if not self.records:
             return
         outcomes = clause_outcomes(self.registry, self.records.values())
-        tally: dict[str, int] = defaultdict(int)
+        write = terminalreporter.write_line
         terminalreporter.section("autograd conformance")
         for cid, per_device in outcomes.items():
-            worst = worst_outcome(per_device)
-            if worst is None:
-                continue
-            tally[worst] += 1
             for device_name, result in per_device.items():
                 if result["outcome"] == "failed":
                     clause = self.registry[cid]
-                    terminalreporter.write_line(
-                        f"VIOLATED {cid} [{device_name}] {clause.title} ({clause.location})", red=True, bold=True
-                    )
-                    terminalreporter.write_line(f"    {result['message'].strip().splitlines()[0] if result['message'].strip() else ''}")
+                    first_line = (result["message"].strip().splitlines() or [""])[0]
+                    write(f"VIOLATED {cid} [{device_name}] {clause.title} ({clause.location})", red=True, bold=True)
+                    write(f"    {first_line}")
         uncited = [cid for cid in self.registry if cid not in self.citations]
         if uncited:
             listing = ", ".join(uncited) if len(uncited) <= 10 or config.option.verbose > 0 else "(-v lists them)"
-            terminalreporter.write_line(f"clauses cited by no collected test: {len(uncited)}: {listing}", yellow=True)
-        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.items()))
-        failed = tally.get("failed", 0) > 0
-        terminalreporter.write_line(f"clauses on torch {torch.__version__}: {summary}", red=failed, green=not failed)
+            write(f"clauses cited by no collected test: {len(uncited)}: {listing}", yellow=True)
+        write(f"clauses on torch {torch.__version__}:")
+        for device_name in self.devices:
+            status = probe(device_name)
+            if not status.available:
+                write(f"  {device_name}: skipped ({status.reason})", yellow=True)
+                continue
+            tally: dict[str, int] = defaultdict(int)
+            for per_device in outcomes.values():
+                verdict = verdict_on_device(per_device, device_name)
+                if verdict is not None:
+                    tally[verdict] += 1
+            failed = tally.get("failed", 0) > 0
+            summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.items()))
+            write(f"  {device_name}: {summary}", red=failed, green=not failed)
 
 
 def _failure_message(report: pytest.TestReport) -> str:

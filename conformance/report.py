@@ -26,9 +26,20 @@ import torch
 from . import __version__
 from .specs import Clause
 
-__all__ = ["REPORT_SCHEMA_VERSION", "TestRecord", "build_report", "clause_outcomes", "write_json_atomically"]
+__all__ = [
+    "DEVICE_INDEPENDENT",
+    "REPORT_SCHEMA_VERSION",
+    "TestRecord",
+    "build_report",
+    "clause_outcomes",
+    "verdict_on_device",
+    "worst_outcome",
+    "write_json_atomically",
+]
 
 REPORT_SCHEMA_VERSION = 1
+#: the device key of tests without a ``device`` argument (pure Python-level behaviour)
+DEVICE_INDEPENDENT = "any"
 OUTCOME_ORDER = ("failed", "skipped", "untested", "not applicable", "passed")  # worst first
 
 
@@ -48,7 +59,7 @@ def clause_outcomes(
     by_clause: dict[str, dict[str, list[TestRecord]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         for cid in record.clauses:
-            by_clause[cid][record.device or "-"].append(record)
+            by_clause[cid][record.device or DEVICE_INDEPENDENT].append(record)
     result: dict[str, dict[str, dict]] = {}
     for cid, clause in clauses.items():
         per_device = {}
@@ -75,9 +86,19 @@ def clause_outcomes(
     return result
 
 
-def worst_outcome(per_device: Mapping[str, dict]) -> str | None:
-    outcomes = {result["outcome"] for result in per_device.values()}
-    return next((o for o in OUTCOME_ORDER if o in outcomes), None)
+def worst_outcome(outcomes: Iterable[str]) -> str | None:
+    present = set(outcomes)
+    return next((o for o in OUTCOME_ORDER if o in present), None)
+
+
+def verdict_on_device(per_device: Mapping[str, dict], device: str) -> str | None:
+    """A clause's outcome on ``device``: its tests there plus its device-independent tests."""
+    outcomes = [per_device[key]["outcome"] for key in (device, DEVICE_INDEPENDENT) if key in per_device]
+    if "failed" in outcomes:
+        return "failed"
+    if "passed" in outcomes:
+        return "passed"
+    return worst_outcome(outcomes)
 
 
 def build_report(

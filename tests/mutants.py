@@ -1,0 +1,156 @@
+"""Deliberately broken torch behaviours, to prove the conformance suite notices them.
+
+Loaded as a pytest plugin: ``pytest -p tests.mutants --mutant NAME``.  The
+patch is applied when pytest configures the run and undone when it ends;
+without ``--mutant`` this plugin does nothing.  Each mutant names the clauses
+it breaks: ``tests/test_mutations.py`` asserts the suite fails exactly there
+(at least), with the mutant active.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+import torch
+from hypothesis import Phase, settings
+
+_grad_mode = torch.autograd.grad_mode
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    breaks: tuple[str, ...]  # clause IDs whose tests must fail
+    description: str
+    apply: Callable[[pytest.MonkeyPatch], None]
+
+
+def _patch_everywhere(mp: pytest.MonkeyPatch, name: str, value) -> None:
+    """Replace a grad-mode class wherever torch exports it."""
+    for module in (torch, torch.autograd, _grad_mode):
+        if hasattr(module, name):
+            mp.setattr(module, name, value)
+
+
+def _no_grad_does_nothing(mp):
+    class NoGrad(_grad_mode.no_grad):
+        def __enter__(self):
+            pass
+
+        def __exit__(self, *exc):
+            pass
+
+    _patch_everywhere(mp, "no_grad", NoGrad)
+
+
+def _no_grad_exit_keeps_grad_disabled(mp):
+    class NoGrad(_grad_mode.no_grad):
+        def __exit__(self, *exc):
+            torch.set_grad_enabled(False)
+
+    _patch_everywhere(mp, "no_grad", NoGrad)
+
+
+def _set_grad_enabled_function_ignored(mp):
+    original = _grad_mode.set_grad_enabled
+
+    class SetGradEnabled(original):
+        def __init__(self, mode):  # as a function: nothing happens
+            self.prev = torch.is_grad_enabled()
+            self.mode = mode
+
+        def __enter__(self):  # as a context manager: still works
+            torch._C._set_grad_enabled(self.mode)
+
+    _patch_everywhere(mp, "set_grad_enabled", SetGradEnabled)
+
+
+def _inference_mode_is_no_grad(mp):
+    class InferenceMode(_grad_mode.no_grad):
+        def __init__(self, mode: bool = True):
+            super().__init__()
+
+    _patch_everywhere(mp, "inference_mode", InferenceMode)
+
+
+def _zeros_requires_grad_by_default(mp):
+    original = torch.zeros
+
+    def zeros(*args, **kwargs):
+        dtype = kwargs.get("dtype") or torch.get_default_dtype()
+        if "requires_grad" not in kwargs and (dtype.is_floating_point or dtype.is_complex):
+            kwargs["requires_grad"] = True
+        return original(*args, **kwargs)
+
+    mp.setattr(torch, "zeros", zeros)
+
+
+def _parameter_not_trainable_by_default(mp):
+    original_new = torch.nn.Parameter.__new__
+
+    def new(cls, data=None, requires_grad=False):
+        return original_new(cls, data, requires_grad)
+
+    mp.setattr(torch.nn.Parameter, "__new__", new)
+
+
+def _sin_drops_requires_grad(mp):
+    original = torch.sin
+    mp.setattr(torch, "sin", lambda t, *a, **k: original(t.detach(), *a, **k))
+    mp.setattr(torch.Tensor, "sin", lambda self, *a, **k: original(self.detach(), *a, **k))
+
+
+def _requires_grad_method_accepts_integers(mp):
+    original = torch.Tensor.requires_grad_
+
+    def requires_grad_(self, requires_grad=True):
+        if not (self.dtype.is_floating_point or self.dtype.is_complex):
+            return self  # silently ignore instead of raising
+        return original(self, requires_grad)
+
+    mp.setattr(torch.Tensor, "requires_grad_", requires_grad_)
+
+
+MUTANTS = {
+    m.name: m
+    for m in (
+        Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
+        Mutant("no_grad_exit_keeps_grad_disabled", ("GRADMODE-5",), "leaving torch.no_grad() leaves grad mode disabled", _no_grad_exit_keeps_grad_disabled),
+        Mutant("set_grad_enabled_function_ignored", ("GRADMODE-7",), "torch.set_grad_enabled(False) called as a function does nothing", _set_grad_enabled_function_ignored),
+        Mutant("inference_mode_is_no_grad", ("GRADMODE-14",), "torch.inference_mode() behaves like no_grad: no inference tensors", _inference_mode_is_no_grad),
+        Mutant("zeros_requires_grad_by_default", ("REQGRAD-1",), "torch.zeros(...) requires grad unless told otherwise", _zeros_requires_grad_by_default),
+        Mutant("parameter_not_trainable_by_default", ("REQGRAD-4", "REQGRAD-5"), "nn.Parameter defaults to requires_grad=False", _parameter_not_trainable_by_default),
+        Mutant("sin_drops_requires_grad", ("REQGRAD-6",), "torch.sin / Tensor.sin detach their input", _sin_drops_requires_grad),
+        Mutant("requires_grad_method_accepts_integers", ("REQGRAD-8",), "Tensor.requires_grad_() silently ignores integer tensors", _requires_grad_method_accepts_integers),
+    )
+}
+
+_ACTIVE = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--mutant", choices=sorted(MUTANTS), help="break one torch behaviour (see tests/mutants.py)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    name = config.getoption("mutant")
+    if name:
+        # Only pass/fail matters here: skip shrinking, which dominates the time of a failing run.
+        settings.register_profile("mutation", settings.get_profile("ci"), phases=[Phase.explicit, Phase.reuse, Phase.generate])
+        settings.load_profile("mutation")
+        patch = pytest.MonkeyPatch()
+        MUTANTS[name].apply(patch)
+        config.stash[_ACTIVE] = patch
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    patch = config.stash.get(_ACTIVE, None)
+    if patch is not None:
+        patch.undo()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    name = config.getoption("mutant")
+    return f"MUTANT ACTIVE: {name}: {MUTANTS[name].description}" if name else None
