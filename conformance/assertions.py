@@ -54,6 +54,8 @@ def assert_grad_mode(expected: bool, *, clause: str, where: str) -> None:
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, clause: str, what: str, **tolerances: Any) -> None:
     """Values compared on the CPU (device-generic), NaNs equal, dtypes and shapes must match."""
     __tracebackhide__ = True
+    if actual is None or expected is None:
+        fail(clause, f"{what}: expected a tensor, got {'actual' if actual is None else 'expected'} = None")
     try:
         torch.testing.assert_close(actual.detach().cpu(), expected.detach().cpu(), equal_nan=True, **tolerances)
     except AssertionError as exc:

@@ -2,7 +2,9 @@
 
 A :class:`Graph` is a small straight-line program: leaf tensors ``t0..tk`` and a
 sequence of steps, each applying one op form to earlier values.  It can be run
-again on the same (or fresh) leaves, and prints as the Python it executes::
+again on its leaves, or on fresh leaves holding the same values (shapes of some
+steps, such as ``masked_select``, depend on the values), and prints as the
+Python it executes::
 
     t0 = <leaf float64 (2, 3) requires_grad=True>
     t1 = <leaf float64 (3,) requires_grad=False>

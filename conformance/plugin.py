@@ -128,10 +128,14 @@ class ConformanceRun:
         elif report.when == "call" and record.outcome == "not run":
             record.outcome = "passed"
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         path = session.config.getoption("conformance_report")
+        if exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+            self.records.clear()  # the run never started: no report, no summary that reads as outcomes
+            return
         if path:
             report = build_report(self.registry, self.records.values(), devices=self.devices, profile=self.profile)
+            report["exit_status"] = int(exitstatus)
             write_json_atomically(Path(path), report)
 
     def pytest_terminal_summary(self, terminalreporter, config: pytest.Config) -> None:

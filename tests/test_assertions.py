@@ -1,0 +1,164 @@
+"""Assertion helpers (conformance/assertions.py): messages name the clause and the expectation."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+
+from conformance.assertions import (
+    assert_close,
+    assert_equal,
+    assert_grad_mode,
+    assert_raises,
+    assert_requires_grad,
+    fail,
+    raises,
+)
+from conformance.devices import available_devices
+
+CLAUSE = "AREA-7"
+
+
+def violation(check: Callable[[], object]) -> str:
+    """Run ``check``, which must raise AssertionError for CLAUSE; return the message."""
+    with pytest.raises(AssertionError) as info:
+        check()
+    message = str(info.value)
+    assert message.startswith(f"{CLAUSE} violated: "), message
+    return message
+
+
+def raising_block(raised: BaseException | None, expected: type[BaseException], match: str | None = None) -> Callable[[], None]:
+    """A check: ``with assert_raises(expected, match=...)`` around a block raising ``raised`` (or nothing)."""
+
+    def check() -> None:
+        with assert_raises(expected, match=match, clause=CLAUSE, what="`op()`"):
+            if raised is not None:
+                raise raised
+
+    return check
+
+
+def test_fail_prefixes_the_clause():
+    assert violation(lambda: fail(CLAUSE, "something broke")) == f"{CLAUSE} violated: something broke"
+
+
+def test_assert_equal():
+    assert_equal(3, 3, clause=CLAUSE, what="x.dim()")
+    message = violation(lambda: assert_equal(2, 3, clause=CLAUSE, what="x.dim()"))
+    assert "x.dim() should be 3, but it is 2" in message
+
+
+@pytest.mark.parametrize("expected", [True, False])
+def test_assert_requires_grad(expected):
+    matching = torch.ones(2, requires_grad=expected)
+    other = torch.ones(2, requires_grad=not expected)
+    assert_requires_grad(matching, expected, clause=CLAUSE, what="`y`")
+    message = violation(lambda: assert_requires_grad(other, expected, clause=CLAUSE, what="`y`"))
+    assert f"`y` should have requires_grad={expected}, but it is {not expected}" in message
+
+
+def test_assert_grad_mode():
+    assert_grad_mode(True, clause=CLAUSE, where="outside any context")
+    with torch.no_grad():
+        assert_grad_mode(False, clause=CLAUSE, where="inside no_grad")
+        message = violation(lambda: assert_grad_mode(True, clause=CLAUSE, where="inside no_grad"))
+    assert "inside no_grad, torch.is_grad_enabled() should be True, but it is False" in message
+
+
+def test_assert_close_passes_on_equal_values_and_nans():
+    values = torch.tensor([1.0, float("nan"), -2.0])
+    assert_close(values, values.clone(), clause=CLAUSE, what="the gradient")
+
+
+class OffCpu:
+    """Stands in for a tensor on an accelerator: its values are only reachable through ``.detach().cpu()``."""
+
+    def __init__(self, values: torch.Tensor):
+        self._values = values
+
+    def detach(self) -> "OffCpu":
+        return self
+
+    def cpu(self) -> torch.Tensor:
+        return self._values
+
+
+def test_assert_close_reports_a_missing_tensor_as_a_violation():
+    """A gradient that is None (never computed) is a clause violation, not an AttributeError."""
+    message = violation(lambda: assert_close(None, torch.tensor([1.0]), clause=CLAUSE, what="x.grad"))
+    assert "None" in message
+
+
+def test_assert_close_compares_on_the_cpu():
+    assert_close(OffCpu(torch.tensor([1.0, 2.0])), torch.tensor([1.0, 2.0]), clause=CLAUSE, what="y")
+    assert_close(torch.tensor([1.0, 2.0]), OffCpu(torch.tensor([1.0, 2.0])), clause=CLAUSE, what="y")
+    violation(lambda: assert_close(OffCpu(torch.tensor([1.0])), torch.tensor([3.0]), clause=CLAUSE, what="y"))
+
+
+@pytest.mark.parametrize("where", available_devices())
+def test_assert_close_accepts_tensors_on_any_available_device(where):
+    on_device = torch.tensor([1.0, float("nan")], device=where)
+    assert_close(on_device, torch.tensor([1.0, float("nan")]), clause=CLAUSE, what="y")
+
+
+def test_assert_close_ignores_autograd_history():
+    actual = torch.tensor([1.0, 2.0], requires_grad=True) * 1  # a non-leaf requiring grad
+    assert_close(actual, torch.tensor([1.0, 2.0]), clause=CLAUSE, what="y")
+
+
+def test_assert_close_reports_differing_values():
+    message = violation(
+        lambda: assert_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]), clause=CLAUSE, what="the gradient of x")
+    )
+    assert "the gradient of x: values differ" in message
+    assert "Mismatched elements: 1 / 2" in message
+
+
+@pytest.mark.parametrize(
+    "actual, expected",
+    [
+        (torch.ones(2), torch.ones(3)),
+        (torch.ones(2, dtype=torch.float64), torch.ones(2)),
+        (torch.tensor([float("nan")]), torch.tensor([0.0])),
+    ],
+    ids=["shape", "dtype", "nan-vs-number"],
+)
+def test_assert_close_requires_matching_shape_dtype_and_nans(actual, expected):
+    assert "y: values differ" in violation(lambda: assert_close(actual, expected, clause=CLAUSE, what="y"))
+
+
+def test_assert_close_passes_tolerances_through():
+    assert_close(torch.tensor([1.0]), torch.tensor([1.1]), clause=CLAUSE, what="y", rtol=0, atol=0.2)
+    violation(lambda: assert_close(torch.tensor([1.0]), torch.tensor([1.1]), clause=CLAUSE, what="y", rtol=0, atol=0.01))
+
+
+def test_assert_raises_passes_when_the_block_raises_a_matching_error():
+    raising_block(RuntimeError("element 0 of tensors does not require grad"), expected=RuntimeError, match="does not require grad")()
+    raising_block(ValueError("any message"), expected=Exception)()
+
+
+def test_assert_raises_fails_when_nothing_is_raised():
+    message = violation(raising_block(None, expected=RuntimeError, match="boom"))
+    assert "`op()` should raise RuntimeError matching 'boom', but it did not" in message
+    assert "should raise RuntimeError, but it did not" in violation(raising_block(None, expected=RuntimeError))
+
+
+def test_assert_raises_fails_when_the_message_does_not_match():
+    message = violation(raising_block(RuntimeError("something else"), expected=RuntimeError, match="boom"))
+    assert "`op()` raised RuntimeError as expected, but its message does not match 'boom': something else" in message
+
+
+def test_assert_raises_lets_other_exceptions_through():
+    with pytest.raises(KeyError):
+        raising_block(KeyError("k"), expected=RuntimeError)()
+
+
+def test_raises_reports_whether_a_call_raises():
+    assert raises(lambda: 1 / 0)
+    assert not raises(lambda: 1)
+    assert raises(lambda: 1 / 0, ZeroDivisionError)
+    with pytest.raises(ZeroDivisionError):
+        raises(lambda: 1 / 0, KeyError)

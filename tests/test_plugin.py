@@ -1,0 +1,466 @@
+"""The pytest plugin (conformance/plugin.py), driven through ``pytester``.
+
+Each test writes a tiny spec directory and a conformance test module into the
+pytester directory and runs pytest on it in-process (fast: torch stays
+imported).  The repository's root conftest is not active there, hence
+``-p conformance.plugin``.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import hypothesis
+import pytest
+import torch
+
+from conformance.profiles import ENV_VAR, selected_profile
+
+USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
+
+#: Tests that expect cuda and mps to be absent, as on the CPU-only machines this suite's own tests run on.
+no_accelerators = pytest.mark.skipif(
+    torch.cuda.is_available() or torch.backends.mps.is_available(), reason="an accelerator is present"
+)
+
+
+def clause_md(clause_id: str, title: str = "a clause", versions: str = ">=1.13") -> str:
+    return textwrap.dedent(
+        f"""\
+        ## {clause_id}: {title}
+
+        > A normative sentence.
+
+        - **Source**: <https://pytorch.org/docs/stable/autograd.html>
+        - **Versions**: `{versions}`
+
+        ```python
+        pass
+        ```
+        """
+    )
+
+
+#: The clauses every suite below starts with.
+DEFAULT_CLAUSES = (
+    clause_md("PASS-1", "holds"),
+    clause_md("FAIL-1", "is violated"),
+    clause_md("OLD-1", "only for ancient torch", versions="<1.0"),
+    clause_md("UNCITED-1", "nobody tests this"),
+)
+
+
+class Suite:
+    """A throwaway conformance suite: ``specs/`` plus test modules in the pytester directory."""
+
+    def __init__(self, pytester: pytest.Pytester):
+        self.pytester = pytester
+        pytester.makeini("[pytest]\nconformance_testpaths = .\n")
+        self.write_specs(*DEFAULT_CLAUSES)
+
+    def write_specs(self, *clauses: str, name: str = "area.md", area: str = "# Test area") -> None:
+        specs = self.pytester.path / "specs"
+        specs.mkdir(exist_ok=True)
+        (specs / name).write_text(area + "\n\n" + "\n".join(clauses), encoding="utf-8")
+
+    def write_tests(self, source: str, name: str = "test_conformance") -> None:
+        self.pytester.makepyfile(**{name: "import pytest\nimport torch\n" + textwrap.dedent(source)})
+
+    def run(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest("-p", "conformance.plugin", "--specs-dir=specs", "-rs", *args)
+
+
+@pytest.fixture(autouse=True)
+def _keep_outer_hypothesis_profile():
+    """In-process runs load a hypothesis profile globally; put ours back afterwards."""
+    name = hypothesis.settings.get_current_profile_name()
+    yield
+    hypothesis.settings.load_profile(name)
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Suite:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    return Suite(pytester)
+
+
+def run_report(suite: Suite, *args: str) -> tuple[pytest.RunResult, dict]:
+    result = suite.run("--conformance-report=out.json", *args)
+    report = json.loads((suite.pytester.path / "out.json").read_text(encoding="utf-8"))
+    return result, report
+
+
+def clause_entry(report: dict, clause_id: str) -> dict:
+    (entry,) = [c for c in report["clauses"] if c["id"] == clause_id]
+    return entry
+
+
+def only_result(report: dict, clause_id: str) -> dict:
+    """The one per-device result of a clause cited only by device-independent tests."""
+    (result,) = clause_entry(report, clause_id)["devices"].values()
+    return result
+
+
+# ----------------------------------------------------------------------------- citations
+
+
+def test_conformance_test_citing_no_clause_is_a_usage_error_naming_it(suite):
+    suite.write_tests(
+        """
+        @pytest.mark.spec("PASS-1")
+        def test_cites():
+            pass
+
+        def test_forgot_to_cite():
+            pass
+        """
+    )
+    result = suite.run()
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_conformance.py::test_forgot_to_cite: conformance test cites no clause*"])
+    assert "test_cites" not in result.stderr.str()
+
+
+def test_usage_error_writes_no_report_and_no_outcome_summary(suite):
+    """An aborted run must not leave a report that reads as outcomes ("untested") for a CI gate."""
+    suite.write_tests(
+        """
+        @pytest.mark.spec("PASS-1")
+        def test_cites():
+            pass
+
+        def test_forgot_to_cite():
+            pass
+        """
+    )
+    result = suite.run("--conformance-report=out.json")
+    assert result.ret == USAGE_ERROR
+    assert not (suite.pytester.path / "out.json").exists()
+    assert "clauses on torch" not in result.stdout.str()
+
+
+def test_json_report_records_the_exit_status(suite):
+    suite.write_tests(
+        """
+        @pytest.mark.spec("PASS-1")
+        def test_holds():
+            pass
+        """
+    )
+    result, report = run_report(suite)
+    assert result.ret == 0 and report["exit_status"] == 0
+
+
+def test_citing_an_unknown_clause_is_a_usage_error_naming_the_id(suite):
+    suite.write_tests(
+        """
+        @pytest.mark.spec("PASS-1", "NOSUCH-7")
+        def test_cites_unknown():
+            pass
+        """
+    )
+    result = suite.run()
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_cites_unknown: cites unknown clause ID(s) NOSUCH-7"])
+
+
+def test_tests_outside_conformance_testpaths_need_no_citation(suite):
+    suite.pytester.makeini("[pytest]\nconformance_testpaths = conformance_dir\n")
+    (suite.pytester.path / "conformance_dir").mkdir()
+    suite.write_tests("def test_plain():\n    pass\n", name="test_not_conformance")
+    suite.run().assert_outcomes(passed=1)
+
+
+def test_clause_whose_versions_exclude_installed_torch_is_skipped_with_reason(suite):
+    suite.write_tests(
+        """
+        @pytest.mark.spec("OLD-1")
+        def test_old_behaviour():
+            raise AssertionError("must not run")
+        """
+    )
+    result = suite.run()
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([f"SKIPPED * OLD-1 applies to torch <1.0, installed torch is {torch.__version__}"])
+
+
+# ----------------------------------------------------------------------------- devices
+
+DEVICE_TEST = """
+    @pytest.mark.spec("PASS-1")
+    def test_on_device(device):
+        assert torch.ones(2, device=device).sum().item() == 2
+    """
+
+
+def test_device_tests_are_parametrized_over_cpu_cuda_mps_by_default(suite):
+    suite.write_tests(DEVICE_TEST)
+    result = suite.run("--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "test_conformance.py::test_on_device[[]cpu[]]",
+            "test_conformance.py::test_on_device[[]cuda[]]",
+            "test_conformance.py::test_on_device[[]mps[]]",
+        ]
+    )
+
+
+@no_accelerators
+def test_absent_default_devices_skip_as_not_available(suite):
+    suite.write_tests(DEVICE_TEST)
+    result = suite.run()
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines_random(["SKIPPED * cuda not available*", "SKIPPED * mps not available*"])
+
+
+@pytest.mark.parametrize("option", [["--device", "cpu"], ["--device", "cpu,cpu"], ["--device", "cpu", "--device", " cpu "]])
+def test_explicit_cpu_runs_only_cpu_once(suite, option):
+    suite.write_tests(DEVICE_TEST)
+    result = suite.run("-v", *option)
+    result.assert_outcomes(passed=1)
+    assert "test_on_device[cpu] PASSED" in result.stdout.str()
+    assert "[cuda]" not in result.stdout.str() and "[mps]" not in result.stdout.str()
+
+
+@no_accelerators
+def test_explicit_unavailable_device_is_a_usage_error_listing_available_ones(suite):
+    suite.write_tests(DEVICE_TEST)
+    result = suite.run("--device", "cuda")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*requested device(s) not available: cuda not available*Available here: cpu"])
+
+
+# ----------------------------------------------------------------------------- --clause
+
+TWO_CLAUSE_TESTS = """
+    @pytest.mark.spec("PASS-1")
+    def test_pass_clause():
+        pass
+
+    @pytest.mark.spec("FAIL-1")
+    def test_fail_clause():
+        pass
+    """
+
+
+def test_clause_option_runs_only_tests_citing_it(suite):
+    suite.write_tests(TWO_CLAUSE_TESTS)
+    result = suite.run("-v", "--clause", "FAIL-1")
+    result.assert_outcomes(passed=1, deselected=1)
+    assert "test_fail_clause PASSED" in result.stdout.str()
+    assert "test_pass_clause" not in result.stdout.str()
+
+
+def test_clause_option_accepts_a_comma_separated_list(suite):
+    suite.write_tests(TWO_CLAUSE_TESTS)
+    suite.run("--clause", "FAIL-1,PASS-1").assert_outcomes(passed=2)
+
+
+def test_unknown_clause_option_is_a_usage_error(suite):
+    suite.write_tests(TWO_CLAUSE_TESTS)
+    result = suite.run("--clause", "NOSUCH-1")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--clause names unknown clause ID(s): NOSUCH-1"])
+
+
+# ----------------------------------------------------------------------------- state guard
+
+
+@pytest.mark.parametrize(
+    "leak, field, still_clean",
+    [
+        ("torch.set_grad_enabled(False)", "grad_enabled", "torch.is_grad_enabled()"),
+        ("torch.set_default_dtype(torch.float64)", "default_dtype", "torch.get_default_dtype() == torch.float32"),
+        ("torch.set_anomaly_enabled(True)", "anomaly_enabled", "not torch.is_anomaly_enabled()"),
+    ],
+    ids=["grad_enabled", "default_dtype", "anomaly_enabled"],
+)
+def test_state_guard_errors_on_leaked_global_state_and_restores_it(suite, leak, field, still_clean):
+    suite.write_tests(
+        f"""
+        @pytest.mark.spec("PASS-1")
+        def test_1_leaks():
+            {leak}
+
+        @pytest.mark.spec("PASS-1")
+        def test_2_sees_clean_state():
+            assert {still_clean}
+        """
+    )
+    result = suite.run()
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_1_leaks*", f"*test left global autograd state changed: {field}:*"])
+
+
+def test_state_guard_accepts_state_restored_by_a_context_manager(suite):
+    suite.write_tests(
+        """
+        @pytest.mark.spec("PASS-1")
+        def test_scoped():
+            with torch.no_grad():
+                assert not torch.is_grad_enabled()
+        """
+    )
+    suite.run().assert_outcomes(passed=1)
+
+
+# ----------------------------------------------------------------------------- report and summary
+
+REPORT_TESTS = """
+    from conformance.assertions import fail
+
+    @pytest.mark.spec("PASS-1")
+    def test_holds(device):
+        pass
+
+    @pytest.mark.spec("FAIL-1")
+    def test_violated(device):
+        fail("FAIL-1", "the thing should hold, but it does not")
+
+    @pytest.mark.spec("OLD-1")
+    def test_ancient():
+        pass
+    """
+
+
+def test_json_report_has_per_clause_per_device_outcomes(suite):
+    suite.write_tests(REPORT_TESTS)
+    result, report = run_report(suite, "--device", "cpu")
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    assert report["schema_version"] == 1
+    assert [c["id"] for c in report["clauses"]] == ["PASS-1", "FAIL-1", "OLD-1", "UNCITED-1"]
+    assert clause_entry(report, "PASS-1")["devices"]["cpu"]["outcome"] == "passed"
+    failed = clause_entry(report, "FAIL-1")["devices"]["cpu"]
+    assert failed["outcome"] == "failed"
+    assert failed["tests"] == ["test_conformance.py::test_violated[cpu]"]
+    assert "FAIL-1 violated: the thing should hold, but it does not" in failed["message"]
+    old = clause_entry(report, "OLD-1")
+    assert old["applies"] is False and old["versions"] == "<1.0"
+    assert only_result(report, "OLD-1")["outcome"] == "not applicable"
+    assert clause_entry(report, "UNCITED-1")["devices"] == {}
+    assert report["environment"]["torch"] == torch.__version__
+    assert report["environment"]["devices"] == ["cpu"]
+
+
+@no_accelerators
+def test_json_report_marks_absent_default_devices_skipped(suite):
+    suite.write_tests(REPORT_TESTS)
+    _, report = run_report(suite)
+    devices = clause_entry(report, "PASS-1")["devices"]
+    assert {name: d["outcome"] for name, d in devices.items()} == {"cpu": "passed", "cuda": "skipped", "mps": "skipped"}
+    assert "not available" in devices["cuda"]["message"]
+
+
+def test_json_report_counts_a_teardown_error_as_a_failed_clause(suite):
+    suite.write_tests(
+        """
+        @pytest.mark.spec("PASS-1")
+        def test_leaks():
+            torch.set_grad_enabled(False)
+        """
+    )
+    _, report = run_report(suite)
+    result = only_result(report, "PASS-1")
+    assert result["outcome"] == "failed"
+    assert "grad_enabled" in result["message"]
+
+
+def test_json_report_goes_to_a_new_directory(suite):
+    suite.write_tests(REPORT_TESTS)
+    suite.run("--device", "cpu", "--conformance-report=reports/nested/out.json")
+    assert json.loads((suite.pytester.path / "reports/nested/out.json").read_text())["schema_version"] == 1
+
+
+def test_terminal_summary_names_violated_and_uncited_clauses(suite):
+    suite.write_tests(REPORT_TESTS)
+    result = suite.run("--device", "cpu")
+    result.stdout.fnmatch_lines(
+        [
+            "*autograd conformance*",
+            "VIOLATED FAIL-1 [[]cpu[]] is violated (area.md:*)",
+            "*FAIL-1 violated: the thing should hold, but it does not",
+            "clauses cited by no collected test: 1: UNCITED-1",
+            f"clauses on torch {torch.__version__}:*",
+        ]
+    )
+    output = result.stdout.str()
+    assert "VIOLATED PASS-1" not in output
+    assert "1 failed" in output[output.index(f"clauses on torch {torch.__version__}:") :]
+
+
+# ----------------------------------------------------------------------------- configuration errors
+
+
+def test_malformed_spec_dir_is_a_usage_error_naming_file_and_line(suite):
+    suite.write_specs(clause_md("BAD-1", versions=">>1.13"), name="broken.md")
+    suite.write_tests(TWO_CLAUSE_TESTS)
+    result = suite.run()
+    assert result.ret == USAGE_ERROR
+    # line 1 area heading, 3 clause heading, 5 statement, 7 Source, 8 Versions
+    result.stderr.fnmatch_lines(["*malformed spec*", "*/specs/broken.md:8: clause BAD-1: bad version specifier '>>1.13'"])
+
+
+def test_missing_spec_dir_is_a_usage_error(suite):
+    suite.write_tests(TWO_CLAUSE_TESTS)
+    result = suite.pytester.runpytest("-p", "conformance.plugin", "--specs-dir=does-not-exist")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*does-not-exist: no spec files*"])
+
+
+def test_unknown_hypothesis_profile_option_fails_the_run(suite):
+    suite.write_tests(TWO_CLAUSE_TESTS)
+    result = suite.run("--hypothesis-profile", "nope")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown hypothesis profile 'nope'; known: default, ci, thorough"])
+
+
+def test_unknown_profile_in_environment_fails_the_run(suite, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "nope")
+    suite.write_tests(TWO_CLAUSE_TESTS)
+    result = suite.run()
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown hypothesis profile 'nope'*"])
+
+
+@pytest.mark.parametrize(
+    "environment, args, expected",
+    [
+        ({}, [], "default"),
+        ({ENV_VAR: "ci"}, [], "ci"),
+        ({"CI": "true"}, [], "ci"),
+        ({ENV_VAR: "ci"}, ["--hypothesis-profile", "thorough"], "thorough"),
+    ],
+    ids=["default", "env-var", "ci-env", "option-wins"],
+)
+def test_hypothesis_profile_selection_shows_in_header(suite, monkeypatch, environment, args, expected):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    suite.write_tests(
+        f"""
+        import hypothesis
+
+        @pytest.mark.spec("PASS-1")
+        def test_profile_is_loaded():
+            assert hypothesis.settings.get_current_profile_name() == {expected!r}
+        """
+    )
+    result = suite.run(*args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"autograd-conformance *, 4 clauses, devices: cpu, cuda, mps, hypothesis profile: {expected}"])
+
+
+@pytest.mark.parametrize(
+    "environment, expected",
+    [
+        ({}, "default"),
+        ({"CI": "1"}, "ci"),
+        ({"CI": "false"}, "default"),
+        ({"CI": "0"}, "default"),
+        ({ENV_VAR: "thorough", "CI": "1"}, "thorough"),
+        ({ENV_VAR: "", "CI": "yes"}, "ci"),
+    ],
+)
+def test_selected_profile_from_environment(environment, expected):
+    assert selected_profile(environment) == expected
