@@ -105,18 +105,18 @@ def only_result(report: dict, clause_id: str) -> dict:
 
 # ----------------------------------------------------------------------------- citations
 
+ONE_CITED_ONE_UNCITED = """
+@pytest.mark.spec("PASS-1")
+def test_cites():
+    pass
+
+def test_forgot_to_cite():
+    pass
+"""
+
 
 def test_conformance_test_citing_no_clause_is_a_usage_error_naming_it(suite):
-    suite.write_tests(
-        """
-        @pytest.mark.spec("PASS-1")
-        def test_cites():
-            pass
-
-        def test_forgot_to_cite():
-            pass
-        """
-    )
+    suite.write_tests(ONE_CITED_ONE_UNCITED)
     result = suite.run()
     assert result.ret == USAGE_ERROR
     result.stderr.fnmatch_lines(["*test_conformance.py::test_forgot_to_cite: conformance test cites no clause*"])
@@ -125,16 +125,7 @@ def test_conformance_test_citing_no_clause_is_a_usage_error_naming_it(suite):
 
 def test_usage_error_writes_no_report_and_no_outcome_summary(suite):
     """An aborted run must not leave a report that reads as outcomes ("untested") for a CI gate."""
-    suite.write_tests(
-        """
-        @pytest.mark.spec("PASS-1")
-        def test_cites():
-            pass
-
-        def test_forgot_to_cite():
-            pass
-        """
-    )
+    suite.write_tests(ONE_CITED_ONE_UNCITED)
     result = suite.run("--conformance-report=out.json")
     assert result.ret == USAGE_ERROR
     assert not (suite.pytester.path / "out.json").exists()

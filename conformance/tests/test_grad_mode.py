@@ -24,15 +24,19 @@ class _Leave(Exception):
     """Raised to leave a mode by an exception."""
 
 
-def _leave(run, fn) -> None:
-    try:
-        run(fn)
-    except _Leave:
-        pass
-
-
 def _raise_leave():
     raise _Leave
+
+
+EXIT_BY = pytest.mark.parametrize("exit_by", ["normal exit", "exception"])
+
+
+def _enter_and_leave(run, exit_by: str) -> None:
+    """Enter a mode through ``run`` and leave it normally or by an exception."""
+    try:
+        run(_raise_leave if exit_by == "exception" else (lambda: None))
+    except _Leave:
+        pass
 
 
 # ----------------------------------------------------------------------------- GRADMODE-1, -2, -3
@@ -98,13 +102,12 @@ def test_no_grad_decorated_generator(caller_grad_mode):
 
 
 @pytest.mark.spec("GRADMODE-5")
-@pytest.mark.parametrize("exit_by", ["normal exit", "exception"])
+@EXIT_BY
 @pytest.mark.parametrize("form", sorted(NO_GRAD))
 @pytest.mark.parametrize("outer_mode", [True, False])
 def test_leaving_no_grad_restores_previous_mode(form, exit_by, outer_mode):
-    body = _raise_leave if exit_by == "exception" else (lambda: None)
     with torch.set_grad_enabled(outer_mode):
-        _leave(NO_GRAD[form], body)
+        _enter_and_leave(NO_GRAD[form], exit_by)
         assert_grad_mode(outer_mode, clause="GRADMODE-5", where=f"after leaving no_grad ({form}, by {exit_by}) entered with grad mode {outer_mode}")
 
 
@@ -168,7 +171,7 @@ def test_set_grad_enabled_as_a_function(device, data):
 
 
 @pytest.mark.spec("GRADMODE-8")
-@pytest.mark.parametrize("exit_by", ["normal exit", "exception"])
+@EXIT_BY
 @pytest.mark.parametrize("outer_mode", [True, False])
 @pytest.mark.parametrize("mode", [True, False])
 def test_set_grad_enabled_as_a_context_manager(device, mode, outer_mode, exit_by):
@@ -374,13 +377,12 @@ def test_inference_mode_false_keeps_autograd_on(device, spelling, data):
 
 
 @pytest.mark.spec("GRADMODE-18")
-@pytest.mark.parametrize("exit_by", ["normal exit", "exception"])
+@EXIT_BY
 @pytest.mark.parametrize("form", sorted(INFERENCE_MODE))
 @pytest.mark.parametrize("outer_mode", [True, False])
 def test_leaving_inference_mode_restores_previous_modes(form, exit_by, outer_mode):
-    body = _raise_leave if exit_by == "exception" else (lambda: None)
     with torch.set_grad_enabled(outer_mode):
-        _leave(INFERENCE_MODE[form], body)
+        _enter_and_leave(INFERENCE_MODE[form], exit_by)
         where = f"after leaving inference_mode ({form}, by {exit_by}) entered with grad mode {outer_mode}"
         assert_grad_mode(outer_mode, clause="GRADMODE-18", where=where)
         assert_equal(torch.is_inference_mode_enabled(), False, clause="GRADMODE-18", what=f"torch.is_inference_mode_enabled() {where}")
