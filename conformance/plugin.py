@@ -120,6 +120,9 @@ class ConformanceRun:
             if record.outcome not in ("failed", "error"):
                 record.outcome = "failed" if report.when == "call" else "error"
                 record.message = _failure_message(report)
+        elif report.skipped and hasattr(report, "wasxfail"):
+            record.outcome = "xfailed"
+            record.message = report.wasxfail
         elif report.skipped:
             if record.outcome == "not run":
                 record.outcome = "skipped"
@@ -146,6 +149,8 @@ class ConformanceRun:
         terminalreporter.section("autograd conformance")
         for cid, per_device in outcomes.items():
             for device_name, result in per_device.items():
+                if result["outcome"] == "known failure":
+                    write(f"KNOWN FAILURE {cid} [{device_name}] {result['message']}", yellow=True)
                 if result["outcome"] == "failed":
                     clause = self.registry[cid]
                     first_line = (result["message"].strip().splitlines() or [""])[0]

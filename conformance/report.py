@@ -3,7 +3,9 @@
 A clause's outcome on a device is
 
 * ``failed``  -- at least one of its tests failed or errored there;
-* ``passed``  -- at least one passed and none failed;
+* ``known failure`` -- none failed, but one is an expected failure (``xfail``)
+  whose reason names a known torch defect: the clause does *not* fully hold;
+* ``passed``  -- at least one passed and none failed or was an expected failure;
 * ``skipped`` -- all its tests were skipped (e.g. the device is absent);
 * ``not applicable`` -- its version range excludes the installed torch;
 * ``untested`` -- none of its tests ran (deselected, interrupted).
@@ -40,7 +42,7 @@ __all__ = [
 REPORT_SCHEMA_VERSION = 1
 #: the device key of tests without a ``device`` argument (pure Python-level behaviour)
 DEVICE_INDEPENDENT = "any"
-OUTCOME_ORDER = ("failed", "skipped", "untested", "not applicable", "passed")  # worst first
+OUTCOME_ORDER = ("failed", "known failure", "skipped", "untested", "not applicable", "passed")  # worst first
 
 
 @dataclass
@@ -48,7 +50,7 @@ class TestRecord:
     nodeid: str
     clauses: tuple[str, ...]
     device: str | None
-    outcome: str = "not run"  # passed | failed | error | skipped | not run
+    outcome: str = "not run"  # passed | failed | error | skipped | xfailed | not run
     message: str = ""
 
 
@@ -66,11 +68,14 @@ def clause_outcomes(
         for device_name, device_records in sorted(by_clause.get(cid, {}).items()):
             outcomes = [r.outcome for r in device_records]
             failing = [r for r in device_records if r.outcome in ("failed", "error")]
+            known = [r for r in device_records if r.outcome == "xfailed"]
             skipped = [r for r in device_records if r.outcome == "skipped"]
             if not clause.applies_to(torch_version):
                 outcome = "not applicable"
             elif failing:
                 outcome = "failed"
+            elif known:
+                outcome = "known failure"
             elif "passed" in outcomes:
                 outcome = "passed"
             elif outcomes and len(skipped) == len(outcomes):
@@ -80,7 +85,7 @@ def clause_outcomes(
             per_device[device_name] = {
                 "outcome": outcome,
                 "tests": [r.nodeid for r in device_records],
-                "message": failing[0].message if failing else (skipped[0].message if skipped else ""),
+                "message": next((r.message for r in failing + known + skipped), ""),
             }
         result[cid] = per_device
     return result
@@ -94,8 +99,9 @@ def worst_outcome(outcomes: Iterable[str]) -> str | None:
 def verdict_on_device(per_device: Mapping[str, dict], device: str) -> str | None:
     """A clause's outcome on ``device``: its tests there plus its device-independent tests."""
     outcomes = [per_device[key]["outcome"] for key in (device, DEVICE_INDEPENDENT) if key in per_device]
-    if "failed" in outcomes:
-        return "failed"
+    for decisive in ("failed", "known failure"):
+        if decisive in outcomes:
+            return decisive
     if "passed" in outcomes:
         return "passed"
     return worst_outcome(outcomes)

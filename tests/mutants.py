@@ -113,6 +113,40 @@ def _requires_grad_method_accepts_integers(mp):
     mp.setattr(torch.Tensor, "requires_grad_", requires_grad_)
 
 
+def _graph_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
+    leaves, seen, stack = [], set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):  # AccumulateGrad
+            leaves.append(node.variable)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return leaves
+
+
+def _backward_overwrites_grad(mp):
+    original = torch.Tensor.backward
+
+    def backward(self, *args, **kwargs):
+        for leaf in _graph_leaves(self):
+            leaf.grad = None  # overwrite instead of accumulate
+        return original(self, *args, **kwargs)
+
+    mp.setattr(torch.Tensor, "backward", backward)
+
+
+def _zero_grad_default_keeps_zeros(mp):
+    for owner in (torch.optim.Optimizer, torch.nn.Module):
+        original = owner.zero_grad
+
+        def zero_grad(self, set_to_none=False, _original=original):
+            return _original(self, set_to_none=set_to_none)
+
+        mp.setattr(owner, "zero_grad", zero_grad)
+
+
 MUTANTS = {
     m.name: m
     for m in (
@@ -123,6 +157,8 @@ MUTANTS = {
         Mutant("zeros_requires_grad_by_default", ("REQGRAD-1",), "torch.zeros(...) requires grad unless told otherwise", _zeros_requires_grad_by_default),
         Mutant("parameter_not_trainable_by_default", ("REQGRAD-4", "REQGRAD-5"), "nn.Parameter defaults to requires_grad=False", _parameter_not_trainable_by_default),
         Mutant("sin_drops_requires_grad", ("REQGRAD-6",), "torch.sin / Tensor.sin detach their input", _sin_drops_requires_grad),
+        Mutant("backward_overwrites_grad", ("ACCUM-2", "ACCUM-9"), "Tensor.backward() overwrites .grad instead of accumulating", _backward_overwrites_grad),
+        Mutant("zero_grad_default_keeps_zeros", ("ACCUM-6",), "zero_grad() defaults to set_to_none=False (the pre-2.0 default)", _zero_grad_default_keeps_zeros),
         Mutant("requires_grad_method_accepts_integers", ("REQGRAD-8",), "Tensor.requires_grad_() silently ignores integer tensors", _requires_grad_method_accepts_integers),
     )
 }

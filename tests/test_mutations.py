@@ -29,7 +29,8 @@ def _run_suite(mutant: str | None, report: Path) -> subprocess.CompletedProcess:
     ]  # fmt: skip
     if mutant:
         command += ["--mutant", mutant]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # One intra-op thread each: two suites run side by side on a 2-core machine.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -358,6 +358,43 @@ def test_json_report_counts_a_teardown_error_as_a_failed_clause(suite):
     assert "grad_enabled" in result["message"]
 
 
+def test_expected_failure_is_a_known_failure_not_a_pass(suite):
+    """An xfail (a known torch defect) must not let the clause read as holding."""
+    suite.write_tests(
+        """
+        @pytest.mark.spec("PASS-1")
+        def test_holds():
+            pass
+
+        @pytest.mark.spec("PASS-1")
+        @pytest.mark.xfail(strict=True, reason="PASS-1 known defect in torch X")
+        def test_known_defect():
+            assert False
+        """
+    )
+    result, report = run_report(suite)
+    assert result.ret == 0
+    entry = only_result(report, "PASS-1")
+    assert entry["outcome"] == "known failure"
+    assert "PASS-1 known defect" in entry["message"]
+    result.stdout.fnmatch_lines(["KNOWN FAILURE PASS-1 *known defect in torch X*"])
+
+
+def test_strict_xfail_that_passes_fails_the_clause(suite):
+    """When torch fixes a known defect, the stale expectation surfaces as a failure."""
+    suite.write_tests(
+        """
+        @pytest.mark.spec("PASS-1")
+        @pytest.mark.xfail(strict=True, reason="PASS-1 known defect")
+        def test_fixed_now():
+            pass
+        """
+    )
+    result, report = run_report(suite)
+    assert result.ret == 1
+    assert only_result(report, "PASS-1")["outcome"] == "failed"
+
+
 def test_json_report_goes_to_a_new_directory(suite):
     suite.write_tests(REPORT_TESTS)
     suite.run("--device", "cpu", "--conformance-report=reports/nested/out.json")
