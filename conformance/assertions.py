@@ -23,6 +23,7 @@ __all__ = [
     "assert_grad_mode",
     "assert_raises",
     "assert_requires_grad",
+    "assert_succeeds",
     "fail",
 ]
 
@@ -75,6 +76,16 @@ def assert_raises(
             fail(clause, f"{what} raised {type(exc).__name__} as expected, but its message does not match {match!r}: {exc}")
         return
     fail(clause, f"{what} should raise {exception.__name__}" + (f" matching {match!r}" if match else "") + ", but it did not")
+
+
+@contextmanager
+def assert_succeeds(*, clause: str, what: str) -> Iterator[None]:
+    """``with assert_succeeds(clause=..., what=...): <code that must not raise>``."""
+    __tracebackhide__ = True
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - any exception violates the clause
+        fail(clause, f"{what} should succeed, but raised {type(exc).__name__}: {exc}")
 
 
 def raises(fn: Callable[[], Any], exception: type[BaseException] = Exception) -> bool:

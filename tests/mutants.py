@@ -147,6 +147,21 @@ def _zero_grad_default_keeps_zeros(mp):
         mp.setattr(owner, "zero_grad", zero_grad)
 
 
+def _detach_copies(mp):
+    original = torch.Tensor.detach
+    mp.setattr(torch.Tensor, "detach", lambda self: original(self).clone())
+
+
+def _data_is_tracked(mp):
+    base_data = torch._C.TensorBase.data
+
+    def set_data(self, value):
+        base_data.__set__(self, value)
+
+    # .data now returns detach(): shares the version counter, so changes are caught
+    mp.setattr(torch.Tensor, "data", property(lambda self: self.detach(), set_data))
+
+
 MUTANTS = {
     m.name: m
     for m in (
@@ -159,6 +174,8 @@ MUTANTS = {
         Mutant("sin_drops_requires_grad", ("REQGRAD-6",), "torch.sin / Tensor.sin detach their input", _sin_drops_requires_grad),
         Mutant("backward_overwrites_grad", ("ACCUM-2", "ACCUM-9"), "Tensor.backward() overwrites .grad instead of accumulating", _backward_overwrites_grad),
         Mutant("zero_grad_default_keeps_zeros", ("ACCUM-6",), "zero_grad() defaults to set_to_none=False (the pre-2.0 default)", _zero_grad_default_keeps_zeros),
+        Mutant("detach_copies", ("DETACH-1", "DETACH-3"), "Tensor.detach() returns a copy instead of sharing storage", _detach_copies),
+        Mutant("data_is_tracked", ("DETACH-4",), "Tensor.data behaves like detach(): in-place changes are tracked", _data_is_tracked),
         Mutant("requires_grad_method_accepts_integers", ("REQGRAD-8",), "Tensor.requires_grad_() silently ignores integer tensors", _requires_grad_method_accepts_integers),
     )
 }

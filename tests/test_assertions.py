@@ -162,3 +162,17 @@ def test_raises_reports_whether_a_call_raises():
     assert raises(lambda: 1 / 0, ZeroDivisionError)
     with pytest.raises(ZeroDivisionError):
         raises(lambda: 1 / 0, KeyError)
+
+
+def test_assert_succeeds_reports_an_exception_as_a_violation():
+    from conformance.assertions import assert_succeeds
+
+    with assert_succeeds(clause=CLAUSE, what="backward"):
+        pass
+
+    def check():
+        with assert_succeeds(clause=CLAUSE, what="backward"):
+            raise RuntimeError("modified by an inplace operation")
+
+    message = violation(check)
+    assert "backward should succeed" in message and "modified by an inplace operation" in message

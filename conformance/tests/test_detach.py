@@ -1,0 +1,166 @@
+"""detach() versus .data.  Spec: specs/detach.md."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
+from conformance.graphs import graphs
+from conformance.strategies import tensors
+
+#: how a detached tensor (or .data) is changed in place: name -> fn(tensor) returning the expected new values
+IN_PLACE = {
+    "zero_()": lambda t: (t.zero_(), torch.zeros_like(t))[1],
+    "fill_(1.5)": lambda t: (t.fill_(1.5), torch.full_like(t, 1.5))[1],
+    "add_(1)": lambda t: (lambda new: (t.add_(1), new)[1])(t + 1),
+    "mul_(-2)": lambda t: (lambda new: (t.mul_(-2), new)[1])(t * -2),
+    "copy_(other)": lambda t: (lambda other: (t.copy_(other), other)[1])(torch.linspace(-1, 1, t.numel(), dtype=t.dtype, device=t.device).reshape(t.shape)),
+    "[...] = 3": lambda t: (t.__setitem__(Ellipsis, 3.0), torch.full_like(t, 3.0))[1],
+}
+
+#: consumers of b that save b for backward
+SAVES_INPUT = {
+    "b * b": lambda b: b * b,
+    "torch.sin(b)": lambda b: torch.sin(b),
+    "b.cos()": lambda b: b.cos(),
+    "b ** 2": lambda b: b**2,
+    "torch.abs(b)": lambda b: torch.abs(b),
+}
+
+ALIASES = {"detach()": lambda t: t.detach(), ".data": lambda t: t.data}
+
+shape_1d_2d = st.lists(st.integers(1, 4), min_size=1, max_size=2).map(tuple)
+
+
+def _intermediate(data, device):
+    a = data.draw(tensors(dtype=torch.float64, shape=shape_1d_2d, device=device, requires_grad=True), label="a")
+    shift = data.draw(st.floats(-3, 3), label="shift")
+    return a, a + shift
+
+
+# ----------------------------------------------------------------------------- DETACH-1, -2
+
+
+@pytest.mark.spec("DETACH-1")
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+@pytest.mark.parametrize("update", sorted(IN_PLACE))
+@given(data=st.data())
+def test_detach_and_data_share_storage(device, alias, update, data):
+    _, b = _intermediate(data, device)
+    view = ALIASES[alias](b)
+    expected = IN_PLACE[update](view)
+    assert_close(b, expected, clause="DETACH-1", what=f"the original after `b.{alias}.{update}`" if not update.startswith("[") else f"the original after `b.{alias}{update}`")
+    with torch.no_grad():
+        b.mul_(3)
+    assert_close(view, expected * 3, clause="DETACH-1", what=f"`b.{alias}` after the original was multiplied by 3 in place")
+
+
+@pytest.mark.spec("DETACH-2")
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+@given(data=st.data())
+def test_detach_and_data_are_leaves_that_do_not_require_grad(device, alias, data):
+    graph = data.draw(graphs(device=device), label="graph")
+    for index, value in enumerate(graph.run()):
+        view = ALIASES[alias](value)
+        assert_requires_grad(view, False, clause="DETACH-2", what=f"t{index}.{alias}")
+        assert_equal((view.is_leaf, view.grad_fn), (True, None), clause="DETACH-2", what=f"(is_leaf, grad_fn) of t{index}.{alias}")
+
+
+# ----------------------------------------------------------------------------- DETACH-3, -4
+
+
+@pytest.mark.spec("DETACH-3")
+@pytest.mark.parametrize("update", sorted(IN_PLACE))
+@given(data=st.data())
+def test_in_place_change_through_detach_raises_at_backward(device, update, data):
+    _, b = _intermediate(data, device)
+    consumer = data.draw(st.sampled_from(sorted(SAVES_INPUT)), label="consumer saving b")
+    loss = SAVES_INPUT[consumer](b).mean()
+    version = b._version
+    IN_PLACE[update](b.detach())
+    if b._version <= version:
+        fail("DETACH-3", f"b._version should grow after `b.detach().{update}` (the counter is shared), it stayed {b._version}")
+    with assert_raises(RuntimeError, match="modified by an inplace operation", clause="DETACH-3", what=f"backward of mean({consumer}) after `b.detach().{update}`"):
+        loss.backward()
+
+
+@pytest.mark.spec("DETACH-4")
+@pytest.mark.parametrize("update", sorted(IN_PLACE))
+@given(data=st.data())
+def test_in_place_change_through_data_is_silently_used(device, update, data):
+    a, b = _intermediate(data, device)
+    loss = (b * b).mean()
+    version = b._version
+    new_values = IN_PLACE[update](b.data)
+    assert_equal(b._version, version, clause="DETACH-4", what=f"b._version after `b.data.{update}` (not tracked)")
+    with assert_succeeds(clause="DETACH-4", what=f"backward after `b.data.{update}`"):
+        loss.backward()
+    # d mean(b*b) / da = 2 b / n with db/da = 1, evaluated at the *changed* b
+    assert_close(a.grad, 2 * new_values / b.numel(), clause="DETACH-4", what=f"a.grad after `b.data.{update}` (computed from the changed values)")
+
+
+@pytest.mark.spec("DETACH-4")
+def test_seed_example_data_zero_gives_a_silently_wrong_gradient(device):
+    a = torch.tensor([7.0, 0.0, 0.0], device=device, requires_grad=True)
+    b = a + 2
+    loss = torch.mean(b * b)
+    b.data.zero_()
+    with assert_succeeds(clause="DETACH-4", what="the seed's backward after b.data.zero_()"):
+        loss.backward()
+    assert_close(a.grad, torch.zeros(3), clause="DETACH-4", what="the seed's a.grad after b.data.zero_() (wrong, silently)")
+    fresh = torch.tensor([7.0, 0.0, 0.0], device=device, requires_grad=True)
+    torch.mean((fresh + 2) ** 2).backward()
+    assert_close(fresh.grad, torch.tensor([6.0, 4 / 3, 4 / 3]), clause="DETACH-4", what="the seed's correct gradient without the .data change")
+
+
+# ----------------------------------------------------------------------------- DETACH-5
+
+
+@pytest.mark.spec("DETACH-5")
+@given(data=st.data())
+def test_detach_in_place(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    output = graph.output()
+    if output._base is not None:
+        with assert_raises(RuntimeError, match="(?i)view", clause="DETACH-5", what="detach_() on a view of a tensor that requires grad"):
+            output.detach_()
+        return
+    returned = output.detach_()
+    assert_equal(returned is output, True, clause="DETACH-5", what="t.detach_() is t")
+    assert_requires_grad(output, False, clause="DETACH-5", what="t after t.detach_()")
+    assert_equal((output.is_leaf, output.grad_fn), (True, None), clause="DETACH-5", what="(is_leaf, grad_fn) of t after t.detach_()")
+
+
+@pytest.mark.spec("DETACH-5")
+def test_detach_in_place_on_a_view_raises(device):
+    base = torch.ones(4, device=device, requires_grad=True)
+    for source, make in {"x[:2]": lambda: base[:2], "x.view(2, 2)": lambda: base.view(2, 2), "x.t() of 2-d": lambda: base.view(2, 2).t()}.items():
+        with assert_raises(RuntimeError, match="(?i)view", clause="DETACH-5", what=f"`{source}`.detach_()"):
+            make().detach_()
+
+
+# ----------------------------------------------------------------------------- DETACH-6
+
+DATA_WRITES = {
+    "param.data.fill_(0.1)": lambda p, src: (p.data.fill_(0.1), torch.full_like(src, 0.1))[1],
+    "param.data.copy_(src)": lambda p, src: (p.data.copy_(src), src)[1],
+    "param.data = src": lambda p, src: (setattr(p, "data", src.clone()), src)[1],
+}
+
+
+@pytest.mark.spec("DETACH-6")
+@pytest.mark.parametrize("write", sorted(DATA_WRITES))
+@given(data=st.data())
+def test_writing_through_data_initialises_a_parameter(device, write, data):
+    shape = data.draw(shape_1d_2d, label="shape")
+    param = torch.nn.Parameter(data.draw(tensors(shape=shape, device=device), label="initial values"))
+    source = data.draw(tensors(shape=shape, dtype=param.dtype, device=device), label="new values")
+    same = param
+    expected = DATA_WRITES[write](param, source)
+    assert_equal(param is same, True, clause="DETACH-6", what=f"`{write}` keeps the same parameter object")
+    assert_close(param, expected, clause="DETACH-6", what=f"parameter values after `{write}`")
+    assert_requires_grad(param, True, clause="DETACH-6", what=f"the parameter after `{write}`")
+    assert_equal((param.is_leaf, param.grad_fn), (True, None), clause="DETACH-6", what=f"(is_leaf, grad_fn) after `{write}`")
