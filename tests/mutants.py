@@ -162,6 +162,26 @@ def _data_is_tracked(mp):
     mp.setattr(torch.Tensor, "data", property(lambda self: self.detach(), set_data))
 
 
+def _numpy_ignores_requires_grad(mp):
+    original = torch.Tensor.numpy
+    mp.setattr(torch.Tensor, "numpy", lambda self, *a, **k: original(self.detach(), *a, **k))
+
+
+def _to_always_copies(mp):
+    original = torch.Tensor.to
+    mp.setattr(torch.Tensor, "to", lambda self, *a, **k: (lambda r: r.clone() if r is self else r)(original(self, *a, **k)))
+
+
+def _item_returns_float_for_integers(mp):
+    original = torch.Tensor.item
+
+    def item(self):
+        value = original(self)
+        return float(value) if type(value) is int else value
+
+    mp.setattr(torch.Tensor, "item", item)
+
+
 MUTANTS = {
     m.name: m
     for m in (
@@ -176,6 +196,9 @@ MUTANTS = {
         Mutant("zero_grad_default_keeps_zeros", ("ACCUM-6",), "zero_grad() defaults to set_to_none=False (the pre-2.0 default)", _zero_grad_default_keeps_zeros),
         Mutant("detach_copies", ("DETACH-1", "DETACH-3"), "Tensor.detach() returns a copy instead of sharing storage", _detach_copies),
         Mutant("data_is_tracked", ("DETACH-4",), "Tensor.data behaves like detach(): in-place changes are tracked", _data_is_tracked),
+        Mutant("numpy_ignores_requires_grad", ("XFER-5",), "Tensor.numpy() silently detaches a tensor that requires grad", _numpy_ignores_requires_grad),
+        Mutant("to_always_copies", ("XFER-3",), "Tensor.to() copies even when nothing changes", _to_always_copies),
+        Mutant("item_returns_float_for_integers", ("XFER-9",), "Tensor.item() of an integer tensor returns a float", _item_returns_float_for_integers),
         Mutant("requires_grad_method_accepts_integers", ("REQGRAD-8",), "Tensor.requires_grad_() silently ignores integer tensors", _requires_grad_method_accepts_integers),
     )
 }
@@ -191,7 +214,8 @@ def pytest_configure(config: pytest.Config) -> None:
     name = config.getoption("mutant")
     if name:
         # Only pass/fail matters here: skip shrinking, which dominates the time of a failing run.
-        settings.register_profile("mutation", settings.get_profile("ci"), phases=[Phase.explicit, Phase.reuse, Phase.generate])
+        # A smaller budget keeps eleven-plus suite runs quick; test_mutations proves it still catches every mutant.
+        settings.register_profile("mutation", settings.get_profile("ci"), max_examples=10, phases=[Phase.explicit, Phase.reuse, Phase.generate])
         settings.load_profile("mutation")
         patch = pytest.MonkeyPatch()
         MUTANTS[name].apply(patch)

@@ -1,0 +1,202 @@
+"""Device transfer and conversion.  Spec: specs/transfer.md."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, fail
+from conformance.strategies import COMPLEX_DTYPES, DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, INTEGRAL_DTYPES, dtypes, shapes, tensors
+
+ALL_DTYPES = FLOATING_DTYPES + COMPLEX_DTYPES + INTEGRAL_DTYPES + (torch.bool,)
+NUMPY_DTYPES = tuple(d for d in ALL_DTYPES if d != torch.bfloat16)  # NumPy has no bfloat16
+
+
+def _only_on(device: str, wanted: str, clause: str) -> None:
+    """Skip a test of a clause about ``wanted`` tensors ("cuda", or "non-cpu") on other devices."""
+    kind = torch.device(device).type
+    if (wanted == "non-cpu" and kind == "cpu") or (wanted not in ("non-cpu",) and kind != wanted):
+        pytest.skip(f"{clause} is about {wanted} tensors: not applicable on {device}")
+
+
+def _any_tensor(data, device, *, dtype=dtypes(ALL_DTYPES), requires_grad=None):
+    dtype_ = data.draw(dtype, label="dtype")
+    grad = data.draw(st.booleans(), label="requires_grad") if requires_grad is None else requires_grad
+    return data.draw(tensors(dtype=dtype_, device=device, requires_grad=grad and dtype_ in DIFFERENTIABLE_DTYPES), label="y")
+
+
+# ----------------------------------------------------------------------------- XFER-1 .. -4
+
+
+@pytest.mark.spec("XFER-1")
+@given(data=st.data())
+def test_cpu_detach_and_detach_cpu_agree(device, data):
+    y = _any_tensor(data, device)
+    first, second = y.cpu().detach(), y.detach().cpu()
+    for name, result in (("y.cpu().detach()", first), ("y.detach().cpu()", second)):
+        assert_equal(result.device.type, "cpu", clause="XFER-1", what=f"{name}.device")
+        assert_requires_grad(result, False, clause="XFER-1", what=name)
+    assert_equal((first.dtype, first.shape), (second.dtype, second.shape), clause="XFER-1", what="(dtype, shape) of y.cpu().detach() vs y.detach().cpu()")
+    assert_close(first, second, clause="XFER-1", what="y.cpu().detach() vs y.detach().cpu()", rtol=0, atol=0)
+
+
+TRANSFERS = {
+    "y.cpu()": lambda y: y.cpu(),
+    "y.to('cpu')": lambda y: y.to("cpu"),
+    "y.to(torch.float64)": lambda y: y.to(torch.float64),
+    "y.to(torch.float32)": lambda y: y.to(torch.float32),
+    "y.double()": lambda y: y.double(),
+    "y.to(other device)": lambda y: y.to("cpu" if y.device.type != "cpu" else y.device),
+}
+
+
+@pytest.mark.spec("XFER-2")
+@pytest.mark.parametrize("transfer", sorted(TRANSFERS))
+@given(data=st.data())
+def test_transfers_are_differentiable(device, transfer, data):
+    y = data.draw(tensors(dtype=dtypes(FLOATING_DTYPES[:2]), device=device, requires_grad=True), label="y")
+    moved = TRANSFERS[transfer](y)
+    assert_requires_grad(moved, True, clause="XFER-2", what=transfer)
+    if moved is not y and moved.grad_fn is None:
+        fail("XFER-2", f"`{transfer}` copied y but recorded no grad_fn")
+    (moved.double() * 3).sum().backward()
+    if y.grad is None:
+        fail("XFER-2", f"backward through `{transfer}` gave y no gradient")
+    assert_equal((y.grad.shape, y.grad.dtype, y.grad.device), (y.shape, y.dtype, y.device), clause="XFER-2", what=f"(shape, dtype, device) of y.grad through `{transfer}`")
+    assert_close(y.grad, torch.full_like(y, 3.0), clause="XFER-2", what=f"y.grad through `{transfer}` of (moved * 3).sum()")
+
+
+@pytest.mark.spec("XFER-3")
+@given(data=st.data())
+def test_to_returns_self_or_a_copy(device, data):
+    t = _any_tensor(data, device, requires_grad=False)
+    unchanged = {"t.to(t.device)": t.to(t.device), "t.to(t.dtype)": t.to(t.dtype), "t.to(t.device, t.dtype)": t.to(t.device, t.dtype)}
+    if t.device.type == "cpu":
+        unchanged["t.cpu()"] = t.cpu()
+    for source, result in unchanged.items():
+        assert_equal(result is t, True, clause="XFER-3", what=f"`{source}` is t (nothing changes)")
+    wide, narrow = (torch.complex128, torch.complex64) if t.dtype.is_complex else (torch.float64, torch.float32)
+    other_dtype = wide if t.dtype != wide else narrow
+    copies = {"t.to(t.device, copy=True)": t.to(t.device, copy=True), f"t.to({other_dtype})": t.to(other_dtype)}
+    if t.device.type != "cpu":
+        copies["t.cpu()"] = t.cpu()
+    for source, result in copies.items():
+        assert_equal(result is t, False, clause="XFER-3", what=f"`{source}` is t")
+        if t.numel() and result.data_ptr() == t.data_ptr():
+            fail("XFER-3", f"`{source}` shares storage with t; it should be a copy")
+
+
+@pytest.mark.spec("XFER-4")
+@given(data=st.data())
+def test_cuda_and_to_cuda_are_equivalent(device, data):
+    _only_on(device, "cuda", "XFER-4")
+    t = data.draw(tensors(dtype=torch.float32, device="cpu", requires_grad=True), label="t")
+    via_method, via_to = t.cuda(), t.to("cuda")
+    assert_equal((via_method.device, via_method.dtype), (via_to.device, via_to.dtype), clause="XFER-4", what="(device, dtype) of t.cuda() vs t.to('cuda')")
+    assert_close(via_method, via_to, clause="XFER-4", what="t.cuda() vs t.to('cuda')", rtol=0, atol=0)
+    assert_equal(type(via_method.grad_fn), type(via_to.grad_fn), clause="XFER-4", what="grad_fn type of t.cuda() vs t.to('cuda')")
+
+
+# ----------------------------------------------------------------------------- XFER-5 .. -8
+
+
+@pytest.mark.spec("XFER-5")
+@given(data=st.data())
+def test_numpy_refuses_a_tensor_that_requires_grad(device, data):
+    t = data.draw(tensors(dtype=dtypes(FLOATING_DTYPES[:3]), device=device, requires_grad=True), label="t")
+    with assert_raises(RuntimeError, match="detach", clause="XFER-5", what="t.numpy() on a tensor requiring grad"):
+        t.numpy()
+
+
+@pytest.mark.spec("XFER-6")
+@given(data=st.data())
+def test_numpy_refuses_a_non_cpu_tensor(device, data):
+    _only_on(device, "non-cpu", "XFER-6")
+    t = _any_tensor(data, device, dtype=dtypes(NUMPY_DTYPES), requires_grad=False)
+    with assert_raises(TypeError, match="cpu", clause="XFER-6", what=f"t.numpy() on a {device} tensor"):
+        t.numpy()
+
+
+@pytest.mark.spec("XFER-7")
+@given(data=st.data())
+def test_numpy_of_a_cpu_tensor_shares_memory(data):
+    t = data.draw(tensors(dtype=dtypes(NUMPY_DTYPES), shape=shapes(min_dims=1, min_side=1), device="cpu"), label="t")
+    array = t.numpy()
+    assert_equal(np.array_equal(array, t.tolist()), True, clause="XFER-7", what="t.numpy() values vs t.tolist()")
+    first = tuple([0] * t.dim())
+    array[first] = 1
+    assert_equal(t[first].item(), array[first].item(), clause="XFER-7", what="t[0...] after writing 1 through t.numpy()")
+    t[first] = 0
+    assert_equal(array[first].item(), t[first].item(), clause="XFER-7", what="t.numpy()[0...] after writing 0 through t")
+
+
+@pytest.mark.spec("XFER-8")
+@given(data=st.data())
+def test_numpy_force_converts_any_tensor(device, data):
+    t = _any_tensor(data, device, dtype=dtypes(NUMPY_DTYPES))
+    forced = t.numpy(force=True)
+    expected = t.detach().cpu().resolve_conj().numpy()
+    assert_equal((forced.dtype, forced.shape), (expected.dtype, expected.shape), clause="XFER-8", what="(dtype, shape) of t.numpy(force=True)")
+    assert_equal(np.array_equal(forced, expected, equal_nan=forced.dtype.kind in "fc"), True, clause="XFER-8", what="t.numpy(force=True) vs t.detach().cpu().numpy()")
+
+
+# ----------------------------------------------------------------------------- XFER-9, -10
+
+
+def _python_kind(dtype: torch.dtype) -> type:
+    if dtype == torch.bool:
+        return bool
+    if dtype.is_complex:
+        return complex
+    return float if dtype.is_floating_point else int
+
+
+@pytest.mark.spec("XFER-9")
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
+@given(data=st.data())
+def test_item_of_a_one_element_tensor(device, dtype, data):
+    shape = (1,) * data.draw(st.integers(0, 4), label="dims")
+    requires_grad = dtype in DIFFERENTIABLE_DTYPES and data.draw(st.booleans(), label="requires_grad")
+    t = data.draw(tensors(dtype=dtype, shape=shape, device=device, requires_grad=requires_grad), label="t")
+    value = t.item()
+    assert_equal(type(value), _python_kind(dtype), clause="XFER-9", what=f"type of item() of a {dtype} tensor of shape {shape}")
+    rebuilt = torch.tensor(value, dtype=dtype)
+    element = t.detach().cpu().reshape(())
+    assert_equal(torch.equal(rebuilt, element) or bool(rebuilt.isnan().any()), True, clause="XFER-9", what=f"item() = {value!r} equals the element {element}")
+
+
+@pytest.mark.spec("XFER-9")
+@given(data=st.data())
+def test_item_raises_unless_exactly_one_element(device, data):
+    t = data.draw(tensors(shape=shapes().filter(lambda s: int(np.prod(s)) != 1), device=device), label="t")
+    with assert_raises(RuntimeError, clause="XFER-9", what=f"item() of a tensor with {t.numel()} elements"):
+        t.item()
+
+
+def _matches_shape(value, shape) -> bool:
+    if not shape:
+        return not isinstance(value, list)
+    return isinstance(value, list) and len(value) == shape[0] and all(_matches_shape(v, shape[1:]) for v in value)
+
+
+def _flatten(value) -> list:
+    return [leaf for item in value for leaf in _flatten(item)] if isinstance(value, list) else [value]
+
+
+@pytest.mark.spec("XFER-10")
+@given(data=st.data())
+def test_tolist_matches_the_shape(device, data):
+    t = _any_tensor(data, device)
+    result = t.tolist()
+    assert_equal(_matches_shape(result, tuple(t.shape)), True, clause="XFER-10", what=f"nesting of tolist() of shape {tuple(t.shape)}: {result!r}")
+    elements = _flatten(result)
+    kinds = {type(v) for v in elements}
+    if elements and kinds != {_python_kind(t.dtype)}:
+        fail("XFER-10", f"tolist() of a {t.dtype} tensor should hold {_python_kind(t.dtype).__name__}s, got {kinds}")
+    rebuilt = torch.tensor(elements, dtype=t.dtype)
+    expected = t.detach().cpu().reshape(-1)
+    if not (torch.equal(rebuilt, expected) or bool((rebuilt != expected).logical_and(expected.isnan()).any())):
+        fail("XFER-10", f"the elements of tolist() {elements} differ from the tensor's {expected}")
