@@ -182,6 +182,24 @@ def _item_returns_float_for_integers(mp):
     mp.setattr(torch.Tensor, "item", item)
 
 
+def _backward_always_retains_graph(mp):
+    original = torch.Tensor.backward
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        return original(self, gradient, True, create_graph, inputs)
+
+    mp.setattr(torch.Tensor, "backward", backward)
+
+
+def _backward_ignores_inputs(mp):
+    original = torch.Tensor.backward
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        return original(self, gradient, retain_graph, create_graph)
+
+    mp.setattr(torch.Tensor, "backward", backward)
+
+
 MUTANTS = {
     m.name: m
     for m in (
@@ -199,6 +217,8 @@ MUTANTS = {
         Mutant("numpy_ignores_requires_grad", ("XFER-5",), "Tensor.numpy() silently detaches a tensor that requires grad", _numpy_ignores_requires_grad),
         Mutant("to_always_copies", ("XFER-3",), "Tensor.to() copies even when nothing changes", _to_always_copies),
         Mutant("item_returns_float_for_integers", ("XFER-9",), "Tensor.item() of an integer tensor returns a float", _item_returns_float_for_integers),
+        Mutant("backward_always_retains_graph", ("BWD-1",), "Tensor.backward() never frees the graph", _backward_always_retains_graph),
+        Mutant("backward_ignores_inputs", ("BWD-7",), "Tensor.backward(inputs=...) fills every leaf's .grad", _backward_ignores_inputs),
         Mutant("requires_grad_method_accepts_integers", ("REQGRAD-8",), "Tensor.requires_grad_() silently ignores integer tensors", _requires_grad_method_accepts_integers),
     )
 }

@@ -1,0 +1,139 @@
+"""backward(): retain_graph, create_graph, gradient and inputs.  Spec: specs/backward.md."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from conformance.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
+from conformance.graphs import graphs
+from conformance.strategies import tensors
+
+RETAIN_MATCH = "retain_graph"
+
+
+def _saving_loss(graph):
+    """The graph's output squared and summed: ``pow`` saves its input, so the graph holds saved tensors."""
+    return (graph.output() ** 2).sum()
+
+
+#: first pass -> second pass, in every documented spelling
+PASSES = {
+    "y.backward()": lambda y, leaves, **kw: y.backward(**kw),
+    "torch.autograd.backward(y)": lambda y, leaves, **kw: torch.autograd.backward(y, **kw),
+    "torch.autograd.grad(y, leaves)": lambda y, leaves, **kw: torch.autograd.grad(y, leaves, allow_unused=True, **kw),
+}
+
+
+@pytest.mark.spec("BWD-1")
+@pytest.mark.parametrize("first", sorted(PASSES))
+@pytest.mark.parametrize("second", sorted(PASSES))
+@given(data=st.data())
+def test_second_pass_through_a_freed_graph_raises(device, first, second, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    y = _saving_loss(graph)
+    PASSES[first](y, graph.leaves)
+    with assert_raises(RuntimeError, match=RETAIN_MATCH, clause="BWD-1", what=f"`{second}` after `{first}` without retain_graph\n{graph!r}\n"):
+        PASSES[second](y, graph.leaves)
+
+
+@pytest.mark.spec("BWD-2")
+@pytest.mark.parametrize("first", sorted(PASSES))
+@given(data=st.data())
+def test_retain_graph_allows_a_second_pass(device, first, data):
+    graph = data.draw(graphs(device=device, requires_grad=True, dtype=torch.float64), label="graph")
+    y = _saving_loss(graph)
+    PASSES[first](y, graph.leaves, retain_graph=True)
+    before = [None if leaf.grad is None else leaf.grad.clone() for leaf in graph.leaves]
+    single = torch.autograd.grad(y, graph.leaves, allow_unused=True, retain_graph=True)
+    with assert_succeeds(clause="BWD-2", what=f"y.backward() after `{first}` with retain_graph=True"):
+        y.backward()
+    for index, (leaf, old, grad) in enumerate(zip(graph.leaves, before, single)):
+        if grad is None:
+            continue
+        expected = grad if old is None else old + grad
+        assert_close(leaf.grad, expected, clause="BWD-2", what=f".grad of t{index} after a retained second pass (accumulated)")
+
+
+@pytest.mark.spec("BWD-3")
+@pytest.mark.parametrize("first", sorted(PASSES))
+@given(data=st.data())
+def test_create_graph_implies_retain_graph(device, first, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    y = _saving_loss(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # backward(create_graph=True) warns about a reference cycle
+        PASSES[first](y, graph.leaves, create_graph=True)
+    with assert_succeeds(clause="BWD-3", what=f"a second pass after `{first}` with create_graph=True"):
+        torch.autograd.grad(y, graph.leaves, allow_unused=True)
+    for leaf in graph.leaves:
+        leaf.grad = None  # break the parameter <-> gradient reference cycle create_graph makes
+
+
+SAVES_NOTHING = {
+    "x.sum()": lambda x: x.sum(),
+    "(x + x).sum()": lambda x: (x + x).sum(),
+    "torch.add(x, x).sum()": lambda x: torch.add(x, x).sum(),
+    "x.view(-1).sum()": lambda x: x.view(-1).sum(),
+    "x.expand(2, *x.shape).sum()": lambda x: x.expand(2, *x.shape).sum(),
+    "x.t().sum()": lambda x: x.t().sum(),
+}
+
+
+@pytest.mark.spec("BWD-4")
+@pytest.mark.parametrize("source", sorted(SAVES_NOTHING))
+@given(data=st.data())
+def test_graph_without_saved_tensors_can_be_traversed_again(device, source, data):
+    x = data.draw(tensors(dtype=torch.float64, shape=st.tuples(st.integers(1, 3), st.integers(1, 3)), device=device, requires_grad=True), label="x")
+    y = SAVES_NOTHING[source](x)
+    y.backward()
+    single = x.grad.clone()
+    with assert_succeeds(clause="BWD-4", what=f"a second backward through `{source}` without retain_graph"):
+        y.backward()
+    assert_close(x.grad, 2 * single, clause="BWD-4", what=f"x.grad after two passes through `{source}`")
+
+
+@pytest.mark.spec("BWD-5")
+@given(data=st.data())
+def test_non_scalar_backward_needs_a_gradient(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    y = graph.output()
+    assume(y.numel() > 1 and y.requires_grad)
+    with assert_raises(RuntimeError, match="scalar outputs", clause="BWD-5", what=f"backward() of an output with {y.numel()} elements\n{graph!r}\n"):
+        y.backward()
+
+
+@pytest.mark.spec("BWD-6")
+@given(data=st.data())
+def test_backward_with_gradient_is_the_vector_jacobian_product(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=True, dtype=torch.float64), label="graph")
+    y = graph.output()
+    v = data.draw(tensors(dtype=y.dtype, shape=tuple(y.shape), device=device), label="v")
+    expected = torch.autograd.grad((y * v).sum(), graph.leaves, allow_unused=True, retain_graph=True)
+    y.backward(gradient=v)
+    for index, (leaf, want) in enumerate(zip(graph.leaves, expected)):
+        if want is None:
+            assert_equal(leaf.grad, None, clause="BWD-6", what=f".grad of unused leaf t{index}")
+        else:
+            assert_close(leaf.grad, want, clause="BWD-6", what=f".grad of t{index} after y.backward(gradient=v) vs (y * v).sum()")
+
+
+@pytest.mark.spec("BWD-7")
+@given(data=st.data())
+def test_inputs_restricts_which_leaves_get_gradients(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=True, min_leaves=2), label="graph")
+    # every leaf reaches the output, so a leaf left out of inputs= would otherwise get a gradient
+    y = graph.output().sum() + sum((leaf * 0.5).sum() for leaf in graph.leaves)
+    n = len(graph.leaves)
+    chosen = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=n - 1), label="leaves passed as inputs")
+    expected = torch.autograd.grad(y, graph.leaves, retain_graph=True)
+    y.backward(inputs=[graph.leaves[i] for i in sorted(chosen)])
+    for index, leaf in enumerate(graph.leaves):
+        if index not in chosen:
+            assert_equal(leaf.grad, None, clause="BWD-7", what=f".grad of t{index}, which reaches the output but is not in inputs={sorted(chosen)}")
+        else:
+            assert_close(leaf.grad, expected[index], clause="BWD-7", what=f".grad of t{index}, in inputs={sorted(chosen)}")
