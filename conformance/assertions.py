@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -86,12 +86,3 @@ def assert_succeeds(*, clause: str, what: str) -> Iterator[None]:
         yield
     except Exception as exc:  # noqa: BLE001 - any exception violates the clause
         fail(clause, f"{what} should succeed, but raised {type(exc).__name__}: {exc}")
-
-
-def raises(fn: Callable[[], Any], exception: type[BaseException] = Exception) -> bool:
-    """True when ``fn()`` raises ``exception`` (for properties that branch on it)."""
-    try:
-        fn()
-    except exception:
-        return True
-    return False

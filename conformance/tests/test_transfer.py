@@ -18,7 +18,8 @@ NUMPY_DTYPES = tuple(d for d in ALL_DTYPES if d != torch.bfloat16)  # NumPy has 
 def _only_on(device: str, wanted: str, clause: str) -> None:
     """Skip a test of a clause about ``wanted`` tensors ("cuda", or "non-cpu") on other devices."""
     kind = torch.device(device).type
-    if (wanted == "non-cpu" and kind == "cpu") or (wanted not in ("non-cpu",) and kind != wanted):
+    applies = kind != "cpu" if wanted == "non-cpu" else kind == wanted
+    if not applies:
         pytest.skip(f"{clause} is about {wanted} tensors: not applicable on {device}")
 
 
