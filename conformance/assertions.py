@@ -12,6 +12,7 @@ All helpers hide themselves from tracebacks (``__tracebackhide__``).
 from __future__ import annotations
 
 import re
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -24,6 +25,8 @@ __all__ = [
     "assert_raises",
     "assert_requires_grad",
     "assert_succeeds",
+    "assert_warns",
+    "assert_does_not_warn",
     "fail",
 ]
 
@@ -86,3 +89,33 @@ def assert_succeeds(*, clause: str, what: str) -> Iterator[None]:
         yield
     except Exception as exc:  # noqa: BLE001 - any exception violates the clause
         fail(clause, f"{what} should succeed, but raised {type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def assert_warns(category: type[Warning], *, match: str | None = None, clause: str, what: str) -> Iterator[None]:
+    """``with assert_warns(UserWarning, match=..., clause=..., what=...): <code that must warn>``.
+
+    Records every warning (the "once" filters of the session do not hide repeats).
+    """
+    __tracebackhide__ = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    matching = [w for w in caught if issubclass(w.category, category)]
+    if not matching:
+        seen = ", ".join(f"{w.category.__name__}: {w.message}" for w in caught) or "none"
+        fail(clause, f"{what} should emit a {category.__name__}, but it did not (warnings seen: {seen})")
+    if match is not None and not any(re.search(match, str(w.message)) for w in matching):
+        fail(clause, f"{what} emitted {category.__name__} as expected, but no message matches {match!r}: {[str(w.message) for w in matching]}")
+
+
+@contextmanager
+def assert_does_not_warn(category: type[Warning], *, clause: str, what: str) -> Iterator[None]:
+    """``with assert_does_not_warn(UserWarning, clause=..., what=...): <code that must not warn>``."""
+    __tracebackhide__ = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    unexpected = [w for w in caught if issubclass(w.category, category)]
+    if unexpected:
+        fail(clause, f"{what} should not emit a {category.__name__}, but it emitted: {[str(w.message) for w in unexpected]}")

@@ -81,6 +81,13 @@ class Graph:
     def output(self, leaves: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         return self.run(leaves)[-1]
 
+    def leaves_behind(self, index: int) -> frozenset[int]:
+        """Indices of the leaves the value ``t<index>`` was computed from (by the program's structure)."""
+        if index < len(self.leaves):
+            return frozenset({index})
+        step = self.steps[index - len(self.leaves)]
+        return frozenset().union(*(self.leaves_behind(i) for i in step.operands))
+
     def _repr_pretty_(self, printer, cycle) -> None:  # hypothesis prints draws with this
         printer.text(repr(self))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import pytest
@@ -13,7 +14,9 @@ from conformance.assertions import (
     assert_grad_mode,
     assert_raises,
     assert_requires_grad,
+    assert_does_not_warn,
     assert_succeeds,
+    assert_warns,
     fail,
 )
 from conformance.devices import available_devices
@@ -166,3 +169,45 @@ def test_assert_succeeds_reports_an_exception_as_a_violation():
 
     message = violation(check)
     assert "backward should succeed" in message and "modified by an inplace operation" in message
+
+
+def _warn(category=UserWarning, message="read .grad of a non-leaf; use retain_grad()"):
+    warnings.warn(message, category)
+
+
+def test_assert_warns_passes_on_a_matching_warning_even_if_seen_before():
+    for _ in range(2):  # the default "once per location" filter must not hide the second
+        with assert_warns(UserWarning, match="retain_grad", clause=CLAUSE, what="y.grad"):
+            _warn()
+
+
+def test_assert_warns_reports_a_missing_warning():
+    def check():
+        with assert_warns(UserWarning, clause=CLAUSE, what="reading y.grad"):
+            pass
+
+    assert "reading y.grad should emit a UserWarning, but it did not" in violation(check)
+
+
+def test_assert_warns_reports_a_wrong_category_and_a_wrong_message():
+    def wrong_category():
+        with assert_warns(UserWarning, clause=CLAUSE, what="y.grad"):
+            _warn(DeprecationWarning)
+
+    def wrong_message():
+        with assert_warns(UserWarning, match="retain_grad", clause=CLAUSE, what="y.grad"):
+            _warn(message="something else")
+
+    assert "DeprecationWarning: read .grad" in violation(wrong_category)
+    assert "no message matches 'retain_grad'" in violation(wrong_message)
+
+
+def test_assert_does_not_warn():
+    with assert_does_not_warn(UserWarning, clause=CLAUSE, what="x.grad"):
+        warnings.warn("unrelated", DeprecationWarning)
+
+    def check():
+        with assert_does_not_warn(UserWarning, clause=CLAUSE, what="x.grad of a leaf"):
+            _warn()
+
+    assert "x.grad of a leaf should not emit a UserWarning" in violation(check)

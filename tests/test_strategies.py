@@ -211,3 +211,16 @@ def test_graph_leaves_follow_fixed_requires_grad_and_dtype(graph):
 @given(graphs(ops=[ops_by_name()["sin"], ops_by_name()["add"]]))
 def test_graph_uses_only_the_given_ops(graph):
     assert {step.form.op.name for step in graph.steps} <= {"sin", "add"}
+
+
+@FAST
+@given(graphs(requires_grad=True, dtype=torch.float64))
+def test_graph_leaves_behind_agrees_with_autograd(graph):
+    """Structural dependence (leaves_behind) is what autograd can reach: every op in the registry uses all its operands."""
+    for index, value in enumerate(graph.run()):
+        behind = graph.leaves_behind(index)
+        if value.is_leaf:  # a leaf, or a step that returned a leaf operand as is
+            assert any(value is graph.leaves[i] for i in behind)
+            continue
+        grads = torch.autograd.grad(value.sum(), graph.leaves, allow_unused=True, retain_graph=True)
+        assert {i for i, g in enumerate(grads) if g is not None} == set(behind), graph

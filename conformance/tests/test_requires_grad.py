@@ -10,6 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from conformance.assertions import assert_equal, assert_raises, assert_requires_grad, fail
+from conformance.factories import DEFAULT_ONLY_FACTORIES, FACTORIES, LIKE_FACTORIES
 from conformance.graphs import GRAPH_DTYPES, graphs
 from conformance.ops import all_forms
 from conformance.strategies import (
@@ -23,25 +24,6 @@ from conformance.strategies import (
 
 # ----------------------------------------------------------------------------- REQGRAD-1, -2, -3
 
-#: factory name -> call(shape, dtype, device, **kwargs); every documented creation function.
-FACTORIES = {
-    "zeros": lambda s, d, dev, **kw: torch.zeros(s, dtype=d, device=dev, **kw),
-    "ones": lambda s, d, dev, **kw: torch.ones(s, dtype=d, device=dev, **kw),
-    "empty": lambda s, d, dev, **kw: torch.empty(s, dtype=d, device=dev, **kw),
-    "full": lambda s, d, dev, **kw: torch.full(s, 1, dtype=d, device=dev, **kw),
-    "rand": lambda s, d, dev, **kw: torch.rand(s, dtype=d, device=dev, **kw),
-    "randn": lambda s, d, dev, **kw: torch.randn(s, dtype=d, device=dev, **kw),
-    "arange": lambda s, d, dev, **kw: torch.arange(0, 2 * len(s) + 1, dtype=d, device=dev, **kw),
-    "linspace": lambda s, d, dev, **kw: torch.linspace(0, 1, 5, dtype=d, device=dev, **kw),
-    "logspace": lambda s, d, dev, **kw: torch.logspace(0, 1, 5, dtype=d, device=dev, **kw),
-    "eye": lambda s, d, dev, **kw: torch.eye(3, dtype=d, device=dev, **kw),
-    "tensor": lambda s, d, dev, **kw: torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=d, device=dev, **kw),
-}
-#: factories without a ``requires_grad`` parameter, or that only make integer tensors
-DEFAULT_ONLY_FACTORIES = {
-    "randint": lambda s, d, dev: torch.randint(0, 5, s, device=dev),
-    "as_tensor": lambda s, d, dev: torch.as_tensor([1.0, 2.0], dtype=d, device=dev),
-}
 REAL_DTYPES = FLOATING_DTYPES[:2]  # every factory supports float32/float64 on every device
 
 
@@ -54,21 +36,6 @@ def test_factories_default_to_not_requiring_grad(device, factory, data):
     make = {**FACTORIES, **DEFAULT_ONLY_FACTORIES}[factory]
     tensor = make(shape, dtype, device)
     assert_requires_grad(tensor, False, clause="REQGRAD-1", what=f"torch.{factory}(...) without requires_grad")
-
-
-LIKE_FACTORIES = {
-    "zeros_like": lambda x: torch.zeros_like(x),
-    "ones_like": lambda x: torch.ones_like(x),
-    "empty_like": lambda x: torch.empty_like(x),
-    "full_like": lambda x: torch.full_like(x, 3.0),
-    "rand_like": lambda x: torch.rand_like(x),
-    "randn_like": lambda x: torch.randn_like(x),
-    "Tensor.new_zeros": lambda x: x.new_zeros(x.shape),
-    "Tensor.new_ones": lambda x: x.new_ones(x.shape),
-    "Tensor.new_empty": lambda x: x.new_empty(x.shape),
-    "Tensor.new_full": lambda x: x.new_full(x.shape, 3.0),
-    "Tensor.new_tensor": lambda x: x.new_tensor([1.0, 2.0]),
-}
 
 
 @pytest.mark.spec("REQGRAD-2")

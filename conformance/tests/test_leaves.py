@@ -1,0 +1,272 @@
+"""Leaves, grad_fn and .grad.  Spec: specs/leaves.md."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from conformance.assertions import (
+    assert_close,
+    assert_does_not_warn,
+    assert_equal,
+    assert_raises,
+    assert_requires_grad,
+    assert_warns,
+    fail,
+)
+from conformance.factories import FACTORIES
+from conformance.graphs import Graph, graphs
+from conformance.strategies import DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, NON_DIFFERENTIABLE_DTYPES, dtypes, shapes, tensors
+
+NODE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*Backward[0-9]+$")
+
+
+def _values_requiring_grad(graph: Graph) -> list[tuple[int, torch.Tensor]]:
+    """(index, value) of every step output that is a non-leaf, i.e. was recorded."""
+    values = graph.run()
+    return [(i, v) for i, v in enumerate(values) if i >= len(graph.leaves) and not v.is_leaf]
+
+
+def _reachable_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """The ``variable`` of every accumulation node reachable through ``next_functions``."""
+    found, seen, stack = [], set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):
+            found.append(node.variable)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return found
+
+
+# ----------------------------------------------------------------------------- LEAF-1
+
+REAL_DTYPES = FLOATING_DTYPES[:2]
+
+#: how a user makes a tensor: name -> make(shape, dtype, device)
+USER_CREATED = {
+    **{f"torch.{name}(...)": (lambda make: lambda s, d, dev: make(s, d, dev))(make) for name, make in FACTORIES.items()},
+    **{f"torch.{name}(..., requires_grad=True)": (lambda make: lambda s, d, dev: make(s, d, dev, requires_grad=True))(make) for name, make in FACTORIES.items()},
+    "torch.from_numpy(array).to(device)": lambda s, d, dev: torch.from_numpy(np.ones(s)).to(dtype=d, device=dev),
+    "x.clone() of x not requiring grad": lambda s, d, dev: torch.ones(s, dtype=d, device=dev).clone(),
+    "nn.Parameter(x)": lambda s, d, dev: torch.nn.Parameter(torch.ones(s, dtype=d, device=dev)),
+    "nn.Parameter(x, requires_grad=False)": lambda s, d, dev: torch.nn.Parameter(torch.ones(s, dtype=d, device=dev), requires_grad=False),
+    "x.requires_grad_()": lambda s, d, dev: torch.ones(s, dtype=d, device=dev).requires_grad_(),
+    "x.requires_grad = True": lambda s, d, dev: (lambda t: (setattr(t, "requires_grad", True), t)[1])(torch.ones(s, dtype=d, device=dev)),
+}
+
+
+@pytest.mark.spec("LEAF-1")
+@pytest.mark.parametrize("creation", sorted(USER_CREATED))
+@given(data=st.data())
+def test_tensors_the_user_creates_are_leaves(device, creation, data):
+    shape = data.draw(shapes(), label="shape")
+    dtype = data.draw(dtypes(REAL_DTYPES), label="dtype")
+    tensor = USER_CREATED[creation](shape, dtype, device)
+    assert_equal((tensor.is_leaf, tensor.grad_fn), (True, None), clause="LEAF-1", what=f"(is_leaf, grad_fn) of `{creation}`")
+
+
+# ----------------------------------------------------------------------------- LEAF-2
+
+
+@pytest.mark.spec("LEAF-2")
+@given(data=st.data())
+def test_results_have_a_grad_fn_named_op_backward_n(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    for step in graph.trace():
+        if any(step.output is t for t in step.inputs):
+            continue  # the op returned one of its inputs as is: nothing new was recorded
+        if step.output.is_leaf:
+            fail("LEAF-2", f"`{step.source}` of inputs that require grad should not be a leaf\n{graph!r}")
+        node = step.output.grad_fn
+        class_name, name = type(node).__name__, node.name()
+        if not NODE_NAME.match(class_name) or class_name != name:
+            fail("LEAF-2", f"grad_fn of `{step.source}` should be named <Op>Backward<N> (class name == name()), got class {class_name!r}, name() {name!r}")
+
+
+# ----------------------------------------------------------------------------- LEAF-3
+
+
+@pytest.mark.spec("LEAF-3")
+@given(data=st.data())
+def test_next_functions_lead_back_to_exactly_the_leaves_requiring_grad(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=st.booleans()), label="graph")
+    for index, value in enumerate(graph.run()):
+        if value.is_leaf:
+            continue
+        reached = _reachable_leaves(value)
+        expected = [graph.leaves[i] for i in sorted(graph.leaves_behind(index)) if graph.leaves[i].requires_grad]
+        names = lambda tensors: sorted(f"t{j}" for j, leaf in enumerate(graph.leaves) if any(leaf is t for t in tensors))  # noqa: E731
+        strangers = [t for t in reached if not any(t is leaf for leaf in graph.leaves)]
+        if names(reached) != names(expected) or strangers:
+            fail(
+                "LEAF-3",
+                f"from t{index}.grad_fn, next_functions should reach the leaves {names(expected)} (those requiring grad it was "
+                f"computed from), but reach {names(reached)}" + (f" and {len(strangers)} tensor(s) that are not leaves of the program" if strangers else "") + f"\n{graph!r}",
+            )
+
+
+BINARY_SOURCES = {
+    "w * x": lambda w, x: w * x,
+    "torch.mul(x, w)": lambda w, x: torch.mul(x, w),
+    "w + x": lambda w, x: w + x,
+    "torch.sub(x, w)": lambda w, x: torch.sub(x, w),
+    "w / x": lambda w, x: w / x,
+    "torch.atan2(w, x)": lambda w, x: torch.atan2(w, x),
+    "torch.maximum(x, w)": lambda w, x: torch.maximum(x, w),
+}
+
+
+@pytest.mark.spec("LEAF-3")
+@pytest.mark.parametrize("source", sorted(BINARY_SOURCES))
+@given(data=st.data())
+def test_inputs_not_requiring_grad_are_none_in_next_functions(device, source, data):
+    shape = data.draw(shapes(min_dims=1), label="shape")
+    w = data.draw(tensors(dtype=torch.float64, shape=shape, device=device, requires_grad=True), label="w")
+    x = data.draw(tensors(dtype=torch.float64, shape=shape, device=device), label="x")
+    entries = [node for node, _ in BINARY_SOURCES[source](w, x).grad_fn.next_functions]
+    accumulators = [node for node in entries if node is not None]
+    if None not in entries or len(accumulators) != 1 or accumulators[0].variable is not w:
+        fail("LEAF-3", f"next_functions of `{source}` (w requires grad, x does not) should hold w's accumulation node and a None for x, got {entries}")
+
+
+# ----------------------------------------------------------------------------- LEAF-4
+
+
+@pytest.mark.spec("LEAF-4")
+@given(data=st.data())
+def test_after_backward_each_leaf_grad_matches_the_leaf(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=st.booleans()), label="graph")
+    output = graph.output()
+    assume(output.requires_grad)
+    output.sum().backward()
+    behind = graph.leaves_behind(graph.n_values - 1)
+    for index, leaf in enumerate(graph.leaves):
+        if not (leaf.requires_grad and index in behind):
+            assert_equal(leaf.grad, None, clause="LEAF-4", what=f".grad of t{index} (requires_grad={leaf.requires_grad}, reaches the output: {index in behind})\n{graph!r}\n")
+            continue
+        if leaf.grad is None:
+            fail("LEAF-4", f"t{index} requires grad and the output was computed from it, its .grad should be set after backward, but it is None\n{graph!r}")
+        assert_equal(
+            (tuple(leaf.grad.shape), leaf.grad.dtype, leaf.grad.device, leaf.grad.requires_grad),
+            (tuple(leaf.shape), leaf.dtype, leaf.device, False),
+            clause="LEAF-4",
+            what=f"(shape, dtype, device, requires_grad) of t{index}.grad",
+        )
+
+
+@pytest.mark.spec("LEAF-4")
+@given(data=st.data())
+def test_grad_has_the_leaf_dtype_for_every_differentiable_dtype(device, data):
+    x = data.draw(tensors(dtype=dtypes(DIFFERENTIABLE_DTYPES), shape=shapes(max_side=3), device=device, requires_grad=True), label="x")
+    (x * 2).abs().sum().backward()
+    assert_equal(
+        (tuple(x.grad.shape), x.grad.dtype, x.grad.device, x.grad.requires_grad),
+        (tuple(x.shape), x.dtype, x.device, False),
+        clause="LEAF-4",
+        what="(shape, dtype, device, requires_grad) of x.grad after (x * 2).abs().sum().backward()",
+    )
+
+
+# ----------------------------------------------------------------------------- LEAF-5
+
+
+@pytest.mark.spec("LEAF-5")
+@given(data=st.data())
+def test_non_leaves_get_no_grad_and_reading_it_warns(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    values = graph.run()
+    values[-1].sum().backward()
+    for index, value in enumerate(values):
+        if value.is_leaf:
+            with assert_does_not_warn(UserWarning, clause="LEAF-5", what=f"reading .grad of the leaf t{index}"):
+                value.grad
+            continue
+        with assert_warns(UserWarning, match="retain_grad", clause="LEAF-5", what=f"reading .grad of the non-leaf t{index} = {graph.source(index - len(graph.leaves))}"):
+            grad = value.grad
+        assert_equal(grad, None, clause="LEAF-5", what=f".grad of the non-leaf t{index} after backward")
+
+
+# ----------------------------------------------------------------------------- LEAF-6, -7
+
+
+@pytest.mark.spec("LEAF-6")
+@given(data=st.data())
+def test_retain_grad_keeps_a_non_leaf_gradient(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=True, dtype=torch.float64), label="graph")
+    values = graph.run()
+    non_leaves = [i for i, v in enumerate(values) if not v.is_leaf]
+    assume(non_leaves)
+    chosen = data.draw(st.sampled_from(non_leaves), label="the non-leaf that retains its grad")
+    retained = values[chosen]
+    loss = values[-1].sum()
+    (expected,) = torch.autograd.grad(loss, retained, retain_graph=True, allow_unused=True)
+    retained.retain_grad()
+    graph.leaves[0].retain_grad()  # a no-op on a leaf
+    for index, value in enumerate(values):
+        should = not value.is_leaf and value is retained
+        assert_equal(value.retains_grad, should, clause="LEAF-6", what=f"t{index}.retains_grad (t{chosen} called retain_grad(); t{index} is {'a leaf' if value.is_leaf else 'not a leaf'})")
+    loss.backward()
+    with assert_does_not_warn(UserWarning, clause="LEAF-6", what=f"reading .grad of t{chosen} after retain_grad()"):
+        got = retained.grad
+    what = f"t{chosen}.grad after retain_grad() and backward (the gradient of the output with respect to it)\n{graph!r}\n"
+    if expected is None:
+        assert_equal(got, None, clause="LEAF-6", what=what + f"(t{chosen} does not reach the output)")
+    else:
+        assert_close(got, expected, clause="LEAF-6", what=what)
+
+
+@pytest.mark.spec("LEAF-7")
+@given(data=st.data())
+def test_retain_grad_on_a_tensor_not_requiring_grad_raises(device, data):
+    how = data.draw(st.sampled_from(["created", "computed under no_grad", "detached"]), label="how the tensor was made")
+    dtype = data.draw(dtypes(NON_DIFFERENTIABLE_DTYPES + REAL_DTYPES), label="dtype")
+    t = data.draw(tensors(dtype=dtype, device=device), label="t")
+    if how == "computed under no_grad" and dtype.is_floating_point:
+        source = t.clone().requires_grad_()
+        with torch.no_grad():
+            t = source * 2
+    elif how == "detached" and dtype.is_floating_point:
+        t = (t.clone().requires_grad_() * 2).detach()
+    assert_requires_grad(t, False, clause="LEAF-7", what=f"the {how} tensor")
+    with assert_raises(RuntimeError, match="requires_grad=False", clause="LEAF-7", what=f"retain_grad() on a {how} {dtype} tensor"):
+        t.retain_grad()
+
+
+# ----------------------------------------------------------------------------- LEAF-8
+
+#: f, its second derivative; each f'' depends on x, so x.grad = f'(x) must be differentiable
+NONLINEAR = {
+    "x ** 3": (lambda x: x**3, lambda x: 6 * x),
+    "x * x": (lambda x: x * x, lambda x: torch.full_like(x, 2.0)),
+    "torch.sin(x)": (torch.sin, lambda x: -torch.sin(x)),
+    "x.exp()": (lambda x: x.exp(), torch.exp),
+    "torch.tanh(x)": (torch.tanh, lambda x: -2 * torch.tanh(x) * (1 - torch.tanh(x) ** 2)),
+    "x.sigmoid()": (lambda x: x.sigmoid(), lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x)) * (1 - 2 * torch.sigmoid(x))),
+}
+
+
+@pytest.mark.spec("LEAF-8")
+@pytest.mark.parametrize("function", sorted(NONLINEAR))
+@given(data=st.data())
+def test_create_graph_makes_grad_differentiable(device, function, data):
+    f, second = NONLINEAR[function]
+    x = data.draw(tensors(dtype=torch.float64, shape=shapes(max_side=3), device=device, requires_grad=True, low=-2, high=2), label="x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # backward(create_graph=True) warns about a reference cycle
+        f(x).sum().backward(create_graph=True)
+    grad = x.grad
+    x.grad = None  # break the parameter <-> gradient reference cycle create_graph makes
+    assert_requires_grad(grad, True, clause="LEAF-8", what=f"x.grad after {function}.sum().backward(create_graph=True)")
+    if grad.grad_fn is None:
+        fail("LEAF-8", f"x.grad after {function}.sum().backward(create_graph=True) should have a grad_fn, it has none")
+    (derivative,) = torch.autograd.grad(grad.sum(), x)
+    assert_close(derivative, second(x), clause="LEAF-8", what=f"the derivative of x.grad of {function} (the second derivative)")
