@@ -1,0 +1,298 @@
+"""In-place operations.  Spec: specs/inplace.md."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
+from conformance.graphs import Graph, graphs
+from conformance.inplace_ops import DETERMINISTIC_FORMS, INPLACE_FORMS, InPlaceForm
+from conformance.modes import NO_GRAD, SET_GRAD_DISABLED
+from conformance.strategies import dtypes, shapes, tensors
+
+REAL_DTYPES = (torch.float32, torch.float64)
+
+#: views of ``t`` that any shape has: name -> view
+VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "t[...]": lambda t: t[...],
+    "t.view(-1)": lambda t: t.view(-1),
+    "t.unsqueeze(0)": lambda t: t.unsqueeze(0),
+}
+
+
+def _leaf(data, device, *, dtype=dtypes(REAL_DTYPES), shape=shapes(), requires_grad=True) -> torch.Tensor:
+    return data.draw(tensors(dtype=dtype, shape=shape, device=device, requires_grad=requires_grad), label="leaf")
+
+
+# ----------------------------------------------------------------------------- INPLACE-1, -2
+
+LEAF_TARGETS = {"w": lambda w: w, **{name.replace("t", "w", 1): view for name, view in VIEWS.items()}}
+
+
+@pytest.mark.spec("INPLACE-1")
+@pytest.mark.parametrize("form", sorted(INPLACE_FORMS))
+@given(data=st.data())
+def test_in_place_op_on_a_leaf_requiring_grad_raises(device, form, data):
+    w = _leaf(data, device)
+    target_name = data.draw(st.sampled_from(sorted(LEAF_TARGETS)), label="written tensor")
+    before = w.detach().clone()
+    where = f"`{form}` in grad mode with t = {target_name}, w a leaf that requires grad"
+    with assert_raises(RuntimeError, match="leaf Variable that requires grad is being used in an in-place operation", clause="INPLACE-1", what=where):
+        INPLACE_FORMS[form].apply(LEAF_TARGETS[target_name](w))
+    assert_close(w, before, clause="INPLACE-1", what=f"w after the refused {where} (unchanged)", rtol=0, atol=0)
+
+
+GRAD_OFF = {f"torch.no_grad() as a {form}": runner for form, runner in NO_GRAD.items()}
+GRAD_OFF.update({f"torch.set_grad_enabled(False) as a {form}": runner for form, runner in SET_GRAD_DISABLED.items()})
+
+
+@pytest.mark.spec("INPLACE-2")
+@pytest.mark.parametrize("form", sorted(INPLACE_FORMS))
+@given(data=st.data())
+def test_in_place_op_on_a_leaf_with_grad_mode_off_updates_it(device, form, data):
+    mode = data.draw(st.sampled_from(sorted(GRAD_OFF)), label="how grad mode is turned off")
+    w = _leaf(data, device)
+    old, storage = w.detach().clone(), w.data_ptr()
+    returned = GRAD_OFF[mode](lambda: INPLACE_FORMS[form].apply(w))
+    where = f"after `{form}` with t = w, a leaf that requires grad, under {mode}"
+    if returned is not None and returned is not w:
+        fail("INPLACE-2", f"{where}: the operation should return w itself, it returned another tensor")
+    assert_equal(w.data_ptr(), storage, clause="INPLACE-2", what=f"{where}: w.data_ptr() (same storage)")
+    equivalent = INPLACE_FORMS[form].equivalent
+    if equivalent is not None:
+        assert_close(w, equivalent(old), clause="INPLACE-2", what=f"{where}: w's values")
+    assert_requires_grad(w, True, clause="INPLACE-2", what=f"{where}: w")
+    assert_equal((w.is_leaf, w.grad_fn), (True, None), clause="INPLACE-2", what=f"{where}: (is_leaf, grad_fn) of w")
+
+
+# ----------------------------------------------------------------------------- INPLACE-3
+
+
+def _sgd_rebinding(params: list[torch.Tensor], lr: float) -> None:
+    """The seed's `sgd` with `param = param - ...`: rebinds the loop variable only."""
+    for param in params:
+        param = param - lr * param.grad  # noqa: F841 - the point of the clause
+
+
+@pytest.mark.spec("INPLACE-3")
+@pytest.mark.parametrize("mode", ["grad mode", "torch.no_grad()"])
+@given(data=st.data())
+def test_rebinding_to_an_out_of_place_result_leaves_the_original_unchanged(device, mode, data):
+    n = data.draw(st.integers(1, 3), label="number of parameters")
+    params = [_leaf(data, device, shape=shapes(min_dims=1, min_side=1)) for _ in range(n)]
+    lr = data.draw(st.floats(0.01, 1.0), label="lr")
+    sum(((p * p).sum() for p in params), torch.zeros((), device=device)).backward()
+    before = [p.detach().clone() for p in params]
+    originals = list(params)
+
+    def step():
+        _sgd_rebinding(params, lr)
+        param = params[0]
+        return param - lr * param.grad
+
+    new = NO_GRAD["context manager"](step) if mode == "torch.no_grad()" else step()
+    for index, (param, original, old) in enumerate(zip(params, originals, before)):
+        if param is not original:
+            fail("INPLACE-3", f"params[{index}] should still be the same tensor object after the rebinding sgd")
+        assert_close(param, old, clause="INPLACE-3", what=f"params[{index}] after `param = param - lr * param.grad` in {mode} (unchanged)", rtol=0, atol=0)
+    if new is params[0]:
+        fail("INPLACE-3", f"`param - lr * param.grad` in {mode} should be a new tensor, it is param itself")
+    if mode == "grad mode":
+        assert_equal((new.is_leaf, new.grad_fn is None), (False, False), clause="INPLACE-3", what="(is_leaf, grad_fn is None) of `param - lr * param.grad` in grad mode")
+    else:
+        assert_equal((new.is_leaf, new.requires_grad), (True, False), clause="INPLACE-3", what="(is_leaf, requires_grad) of `param - lr * param.grad` under torch.no_grad()")
+
+
+# ----------------------------------------------------------------------------- INPLACE-4
+
+
+@pytest.mark.spec("INPLACE-4")
+@pytest.mark.parametrize("form", sorted(INPLACE_FORMS))
+@given(data=st.data())
+def test_in_place_ops_increment_the_version_shared_by_views(device, form, data):
+    kind = data.draw(st.sampled_from(["a tensor that does not require grad", "a non-leaf that requires grad"]), label="t is")
+    t = _leaf(data, device, requires_grad=kind != "a tensor that does not require grad")
+    if t.requires_grad:
+        t = t * 1
+    view_name = data.draw(st.sampled_from(sorted(VIEWS)), label="view v of t")
+    view = VIEWS[view_name](t)
+    writer_name, writer = data.draw(st.sampled_from([("t", t), ("v", view)]), label="written tensor")
+    versions = (t._version, view._version)
+    INPLACE_FORMS[form].apply(writer)
+    where = f"after `{form}` on {writer_name} (t {kind}, v = {view_name})"
+    if writer._version <= versions[0 if writer is t else 1]:
+        fail("INPLACE-4", f"{where}: {writer_name}._version should grow, it stayed {writer._version}")
+    assert_equal(t._version, view._version, clause="INPLACE-4", what=f"{where}: t._version vs v._version (one shared counter)")
+    if form in DETERMINISTIC_FORMS:
+        version = t._version
+        DETERMINISTIC_FORMS[form].equivalent(t)
+        assert_equal(t._version, version, clause="INPLACE-4", what=f"t._version after the out-of-place equivalent of `{form}`")
+
+
+# ----------------------------------------------------------------------------- INPLACE-5, -6
+
+#: consumers that save a tensor for backward: name -> (consumer, which tensor gets modified: "input" or "output")
+SAVING_CONSUMERS = {
+    "z = torch.sin(y), y modified": (torch.sin, "input"),
+    "z = y * y, y modified": (lambda y: y * y, "input"),
+    "z = y ** 3, y modified": (lambda y: y**3, "input"),
+    "z = y.abs(), y modified": (lambda y: y.abs(), "input"),
+    "z = y.exp(), z modified": (lambda y: y.exp(), "output"),
+    "z = torch.tanh(y), z modified": (torch.tanh, "output"),
+    "z = y.sigmoid(), z modified": (lambda y: y.sigmoid(), "output"),
+}
+
+
+@pytest.mark.spec("INPLACE-5")
+@given(data=st.data())
+def test_modifying_a_saved_tensor_makes_backward_raise(device, data):
+    form = data.draw(st.sampled_from(sorted(INPLACE_FORMS)), label="in-place form")
+    x = _leaf(data, device)
+    consumer_name = data.draw(st.sampled_from(sorted(SAVING_CONSUMERS)), label="consumer")
+    consumer, modified = SAVING_CONSUMERS[consumer_name]
+    y = x * 1.5
+    z = consumer(y)
+    loss = z.sum()
+    through = data.draw(st.sampled_from(["directly", *sorted(VIEWS)]), label="written through")
+    target = y if modified == "input" else z
+    INPLACE_FORMS[form].apply(target if through == "directly" else VIEWS[through](target))
+    with assert_raises(RuntimeError, match="modified by an inplace operation", clause="INPLACE-5", what=f"backward of z.sum() ({consumer_name} with `{form}`, written {through})"):
+        loss.backward()
+
+
+def _all_values_loss(graph: Graph, values: list[torch.Tensor]) -> torch.Tensor:
+    """A loss every recorded step feeds, so backward runs every node of the program."""
+    return sum((v.sum() for v in values[len(graph.leaves):] if v.requires_grad), torch.zeros((), dtype=values[0].dtype, device=values[0].device))
+
+
+def _writable(value: torch.Tensor) -> bool:
+    """A recorded result an in-place op may write to in grad mode (not a leaf, not a view of one, no overlapping elements)."""
+    base = value._base
+    overlapping = any(stride == 0 and size > 1 for stride, size in zip(value.stride(), value.shape))
+    return not value.is_leaf and value.requires_grad and not (base is not None and base.is_leaf) and not overlapping
+
+
+def _saved_tensor_modified(graph: Graph, index: int, form: InPlaceForm) -> bool:
+    """Run the program recording what autograd saves, write into t<index>, and tell whether a saved tensor's version moved.
+
+    The oracle run is separate from the checked run: with saved-tensor hooks
+    installed, torch does not check versions at backward.
+    """
+    saved: list[tuple[torch.Tensor, int]] = []
+
+    def pack(tensor):
+        saved.append((tensor, tensor._version))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        values = graph.run()
+        _all_values_loss(graph, values)
+    form.apply(values[index])
+    return any(tensor._version != version for tensor, version in saved)
+
+
+def _draw_write(data, graph: Graph, *, touches_saved: bool) -> tuple[int, InPlaceForm]:
+    form = DETERMINISTIC_FORMS[data.draw(st.sampled_from(sorted(DETERMINISTIC_FORMS)), label="in-place form")]
+    candidates = [i for i, v in enumerate(graph.run()) if _writable(v) and _saved_tensor_modified(graph, i, form) == touches_saved]
+    assume(candidates)
+    return data.draw(st.sampled_from(candidates), label="index of the written value"), form
+
+
+@pytest.mark.spec("INPLACE-5")
+@given(data=st.data())
+def test_modifying_a_saved_value_of_a_random_program_makes_backward_raise(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    index, form = _draw_write(data, graph, touches_saved=True)
+    values = graph.run()
+    loss = _all_values_loss(graph, values)
+    form.apply(values[index])
+    what = f"backward after `{form.source}` with t = t{index}, which (or a view of which) was saved for backward\n{graph!r}\n"
+    with assert_raises(RuntimeError, match="modified by an inplace operation", clause="INPLACE-5", what=what):
+        torch.autograd.grad(loss, graph.leaves, allow_unused=True)
+
+
+@pytest.mark.spec("INPLACE-6")
+@given(data=st.data())
+def test_modifying_a_value_backward_does_not_need_is_allowed(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    index, form = _draw_write(data, graph, touches_saved=False)
+    values = graph.run()
+    loss = _all_values_loss(graph, values)
+    expected = torch.autograd.grad(loss, graph.leaves, retain_graph=True, allow_unused=True)
+    form.apply(values[index])
+    what = f"backward after `{form.source}` with t = t{index}, which no gradient formula saved\n{graph!r}\n"
+    with assert_succeeds(clause="INPLACE-6", what=what):
+        got = torch.autograd.grad(loss, graph.leaves, allow_unused=True)
+    for leaf_index, (want, have) in enumerate(zip(expected, got)):
+        if want is None:
+            assert_equal(have, None, clause="INPLACE-6", what=f"{what}gradient of t{leaf_index}")
+        else:
+            assert_close(have, want, clause="INPLACE-6", what=f"{what}gradient of t{leaf_index} (as without the write)")
+
+
+@pytest.mark.spec("INPLACE-6")
+@given(data=st.data())
+def test_modifying_an_unsaved_intermediate_is_allowed(device, data):
+    form = data.draw(st.sampled_from(sorted(INPLACE_FORMS)), label="in-place form")
+    x = _leaf(data, device)
+    y = x * 2  # multiplying by a number saves neither x nor y
+    loss = (y + 1).sum()
+    INPLACE_FORMS[form].apply(y)
+    with assert_succeeds(clause="INPLACE-6", what=f"backward of (y + 1).sum() after `{form}` with t = y = x * 2"):
+        loss.backward()
+    assert_close(x.grad, torch.full_like(x, 2.0), clause="INPLACE-6", what=f"x.grad of (y + 1).sum() after `{form}` on y = x * 2")
+
+
+# ----------------------------------------------------------------------------- INPLACE-7, -8
+
+
+def _gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+    return torch.zeros_like(x) if grad is None else grad
+
+
+@pytest.mark.spec("INPLACE-7")
+@pytest.mark.parametrize("form", sorted(DETERMINISTIC_FORMS))
+@given(data=st.data())
+def test_in_place_op_on_a_non_leaf_is_differentiated_like_its_out_of_place_form(device, form, data):
+    x = _leaf(data, device, dtype=torch.float64)
+    weights = data.draw(tensors(dtype=torch.float64, shape=x.shape, device=device), label="weights of the loss")
+    y = x * 1.5
+    DETERMINISTIC_FORMS[form].apply(y)
+    if y.is_leaf or not y.requires_grad:
+        fail("INPLACE-7", f"y = x * 1.5 after `{form}` should still be a non-leaf that requires grad, got is_leaf={y.is_leaf}, requires_grad={y.requires_grad}")
+    got = _gradient((y * weights).sum(), x)
+    expected = _gradient((DETERMINISTIC_FORMS[form].equivalent(x * 1.5) * weights).sum(), x)
+    assert_close(got, expected, clause="INPLACE-7", what=f"x.grad through `{form}` on t = x * 1.5, vs its out-of-place form")
+
+
+#: views of a base that writes can go through: name -> (view, rebuild(base, new view values) out of place, applies(shape))
+VIEW_WRITES = {
+    "base[...]": (lambda b: b[...], lambda b, new: new, lambda shape: True),
+    "base.view(-1)": (lambda b: b.view(-1), lambda b, new: new.reshape(b.shape), lambda shape: True),
+    "base.transpose(0, -1)": (lambda b: b.transpose(0, -1), lambda b, new: new.transpose(0, -1), lambda shape: len(shape) >= 1),
+    "base[..., :1]": (lambda b: b[..., :1], lambda b, new: torch.cat([new, b[..., 1:]], dim=-1), lambda shape: len(shape) >= 1),
+    "base[0]": (lambda b: b[0], lambda b, new: torch.cat([new.unsqueeze(0), b[1:]], dim=0), lambda shape: len(shape) >= 1 and shape[0] >= 1),
+}
+
+
+@pytest.mark.spec("INPLACE-8")
+@pytest.mark.parametrize("view", sorted(VIEW_WRITES))
+@given(data=st.data())
+def test_in_place_op_through_a_view_is_differentiated_in_the_base(device, view, data):
+    form = data.draw(st.sampled_from(sorted(DETERMINISTIC_FORMS)), label="in-place form")
+    take, rebuild, applies = VIEW_WRITES[view]
+    x = _leaf(data, device, dtype=torch.float64, shape=shapes().filter(applies))
+    weights = data.draw(tensors(dtype=torch.float64, shape=x.shape, device=device), label="weights of the loss")
+    base = x * 1.5
+    DETERMINISTIC_FORMS[form].apply(take(base))
+    got = _gradient((base * weights).sum(), x)
+    reference = x * 1.5
+    rebuilt = rebuild(reference, DETERMINISTIC_FORMS[form].equivalent(take(reference)))
+    expected = _gradient((rebuilt * weights).sum(), x)
+    assert_close(got, expected, clause="INPLACE-8", what=f"x.grad through base = x * 1.5 after `{form}` with t = {view}, vs the base rebuilt out of place")
