@@ -1,0 +1,772 @@
+"""Hooks.  Spec: specs/hooks.md."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from torch import nn
+
+from conformance.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
+from conformance.graphs import Graph, graphs
+from conformance.strategies import DIFFERENTIABLE_DTYPES, NON_DIFFERENTIABLE_DTYPES, dtypes, shapes, tensors
+
+
+def _as_tuple(value: Any) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor)
+
+
+# ----------------------------------------------------------------------------- modules under test
+
+
+class _Weighted(nn.Module):
+    """A custom module: a parameter, two tensor inputs and a number (passed positionally or by keyword)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(-1.0, 1.0, 3))
+
+    def forward(self, a, b, scale=1.0):
+        return torch.tanh(a * self.weight + b) * scale
+
+
+class _TwoOutputs(nn.Module):
+    """A custom module without parameters that returns a tuple of two tensors."""
+
+    def forward(self, a, b):
+        return a * b, a - torch.sin(b)
+
+
+class _SeedModel(nn.Module):
+    """The seed's ``Model`` (section 4.1.2.1): fc1 (3 -> 4), relu1, fc2 (4 -> 1) with its fixed weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(3, 4)
+        self.relu1 = nn.ReLU()
+        self.fc2 = nn.Linear(4, 1)
+        with torch.no_grad():
+            self.fc1.weight.copy_(torch.tensor([[1.0, 2.0, 3.0], [-4.0, -5.0, -6.0], [7.0, 8.0, 9.0], [-10.0, -11.0, -12.0]]))
+            self.fc1.bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+            self.fc2.weight.copy_(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+            self.fc2.bias.copy_(torch.tensor([1.0]))
+
+    def forward(self, x):
+        return self.fc2(self.relu1(self.fc1(x)))
+
+
+@dataclass(frozen=True)
+class ModuleCase:
+    """A module and how to call it: the call is ``module(*tensor_inputs, *extra_args, **kwargs)``."""
+
+    source: str  # how the module is built and called, as printed in failure messages
+    make: Callable[[], nn.Module]
+    input_shapes: Callable[[int], tuple[tuple[int, ...], ...]]  # batch size -> shape of each tensor input
+    extra_args: tuple = ()  # non-tensor positional arguments after the tensors
+    kwargs: tuple = ()  # (name, value) pairs
+    has_parameters: bool = True
+
+    def __repr__(self) -> str:  # hypothesis and pytest ids print this
+        return self.source
+
+
+MODULE_CASES = (
+    ModuleCase("nn.Linear(3, 2)(x)", lambda: nn.Linear(3, 2), lambda n: ((n, 3),)),
+    ModuleCase("nn.Conv1d(2, 3, kernel_size=2)(x)", lambda: nn.Conv1d(2, 3, kernel_size=2), lambda n: ((n, 2, 4),)),
+    ModuleCase("nn.Conv2d(2, 3, kernel_size=2)(x)", lambda: nn.Conv2d(2, 3, kernel_size=2), lambda n: ((n, 2, 3, 3),)),
+    ModuleCase("nn.ReLU()(x)", lambda: nn.ReLU(), lambda n: ((n, 3),), has_parameters=False),
+    ModuleCase(
+        "nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))(x)",
+        lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)),
+        lambda n: ((n, 3),),
+    ),
+    ModuleCase("_Weighted()(a, b, 2.0)", _Weighted, lambda n: ((n, 3), (n, 3)), extra_args=(2.0,)),
+    ModuleCase("_Weighted()(a, b, scale=2.0)", _Weighted, lambda n: ((n, 3), (n, 3)), kwargs=(("scale", 2.0),)),
+    ModuleCase("_TwoOutputs()(a, b)", _TwoOutputs, lambda n: ((n, 3), (n, 3)), has_parameters=False),
+)
+SINGLE_INPUT_CASES = tuple(case for case in MODULE_CASES if len(case.input_shapes(1)) == 1 and not case.extra_args)
+PARAMETER_CASES = tuple(case for case in MODULE_CASES if case.has_parameters)
+#: modules whose forward is more than one autograd operation on the inputs alone (parameters, several operations)
+MULTI_OPERATION_CASES = tuple(case for case in MODULE_CASES if case.source != "nn.ReLU()(x)")
+
+
+def _module(case: ModuleCase, device: str) -> nn.Module:
+    return case.make().to(device=device, dtype=torch.float64)
+
+
+def _draw_call(data, case: ModuleCase, device: str, *, requires_grad: bool = False) -> tuple[tuple, dict]:
+    """Positional arguments and keyword arguments for one call of ``case``'s module."""
+    batch = data.draw(st.integers(1, 3), label="batch size")
+    inputs = tuple(
+        data.draw(tensors(dtype=torch.float64, shape=shape, device=device, requires_grad=requires_grad), label=f"input {i}")
+        for i, shape in enumerate(case.input_shapes(batch))
+    )
+    return inputs + case.extra_args, dict(case.kwargs)
+
+
+def _draw_output_weights(data, outputs: tuple, device: str) -> tuple[torch.Tensor, ...]:
+    """Weights w_i for the loss sum_i (out_i * w_i).sum(), whose gradient with respect to out_i is w_i."""
+    return tuple(
+        data.draw(tensors(dtype=torch.float64, shape=tuple(out.shape), device=device), label=f"loss weight of output {i}")
+        for i, out in enumerate(outputs)
+    )
+
+
+def _weighted_loss(outputs: tuple, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    return sum((out * weight).sum() for out, weight in zip(outputs, weights))
+
+
+# ----------------------------------------------------------------------------- tensor hooks: helpers
+
+
+def _hooked_graph(data, device: str) -> tuple[Graph, list[torch.Tensor], int]:
+    """A float64 graph whose leaves all require grad, all its values t0..tn, and the index of the value to hook."""
+    graph = data.draw(graphs(device=device, dtype=torch.float64, requires_grad=True), label="graph")
+    values = graph.run()
+    index = data.draw(st.integers(0, len(values) - 1), label="index of the hooked value")
+    return graph, values, index
+
+
+def _describe(graph: Graph, index: int) -> str:
+    kind = "leaf" if index < len(graph.leaves) else "non-leaf"
+    return f"hook on {graph.name(index)} ({kind}), backward of {graph.name(graph.n_values - 1)}.sum()"
+
+
+def _gradient(loss: torch.Tensor, tensor: torch.Tensor) -> Optional[torch.Tensor]:
+    return torch.autograd.grad(loss, tensor, retain_graph=True, allow_unused=True)[0]
+
+
+def _add(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return b if a is None else a if b is None else a + b
+
+
+def _leaf_grads_with_replaced_gradient(graph: Graph, values, index: int, loss, replace: Callable) -> list[Optional[torch.Tensor]]:
+    """Each leaf's gradient when the gradient g of values[index] is replaced by replace(g).
+
+    Backward is linear in the gradient flowing through values[index], so the leaves get
+    their ordinary gradient plus the vector-Jacobian product of (replace(g) - g).
+    """
+    ordinary = list(torch.autograd.grad(loss, graph.leaves, retain_graph=True, allow_unused=True))
+    gradient = _gradient(loss, values[index])
+    if gradient is None:
+        return ordinary
+    change = replace(gradient) - gradient
+    extra = torch.autograd.grad(values[index], graph.leaves, grad_outputs=change, retain_graph=True, allow_unused=True)
+    return [_add(a, b) for a, b in zip(ordinary, extra)]
+
+
+def _check_leaf_grads(graph: Graph, expected: Sequence[Optional[torch.Tensor]], *, clause: str, what: str) -> None:
+    __tracebackhide__ = True
+    for index, (leaf, want) in enumerate(zip(graph.leaves, expected)):
+        if want is None:
+            assert_equal(leaf.grad, None, clause=clause, what=f"{what}: .grad of t{index}, which the output does not depend on")
+        else:
+            assert_close(leaf.grad, want, clause=clause, what=f"{what}: .grad of t{index}")
+
+
+#: what a tensor hook returns, given the gradient it receives: source -> fn(grad), None meaning "returns None"
+GRADIENT_REPLACEMENTS: dict[str, Callable[[torch.Tensor], Optional[torch.Tensor]]] = {
+    "grad * 2": lambda grad: grad * 2,
+    "grad + 1": lambda grad: grad + 1,
+    "-grad": lambda grad: -grad,
+    "torch.zeros_like(grad)": torch.zeros_like,
+    "None (only looks at it)": lambda grad: None,
+}
+
+
+def _applied(name: str, grad: torch.Tensor) -> torch.Tensor:
+    """The gradient after a hook of GRADIENT_REPLACEMENTS[name]: its result, or its input when it returns None."""
+    result = GRADIENT_REPLACEMENTS[name](grad)
+    return grad if result is None else result
+
+
+# ----------------------------------------------------------------------------- HOOK-1
+
+
+@pytest.mark.spec("HOOK-1")
+@given(data=st.data())
+def test_tensor_hook_receives_the_gradient_of_its_tensor(device, data):
+    graph, values, index = _hooked_graph(data, device)
+    loss = values[-1].sum()
+    expected = _gradient(loss, values[index])
+    received = []
+    values[index].register_hook(lambda grad: received.append(grad.clone()))
+    loss.backward()
+    what = f"{_describe(graph, index)}\n{graph!r}\n"
+    if expected is None:
+        assert_equal(len(received), 0, clause="HOOK-1", what=f"number of calls of a hook on a value the output does not depend on: {what}")
+        return
+    assert_equal(len(received), 1, clause="HOOK-1", what=f"number of calls of a {what}")
+    assert_close(received[0], expected, clause="HOOK-1", what=f"gradient received by a {what}vs torch.autograd.grad")
+
+
+# ----------------------------------------------------------------------------- HOOK-2, -3
+
+
+@pytest.mark.spec("HOOK-2")
+@pytest.mark.parametrize("replacement", sorted(GRADIENT_REPLACEMENTS))
+@given(data=st.data())
+def test_tensor_hook_return_value_replaces_the_gradient(device, replacement, data):
+    graph, values, index = _hooked_graph(data, device)
+    loss = values[-1].sum()
+    expected = _leaf_grads_with_replaced_gradient(graph, values, index, loss, lambda grad: _applied(replacement, grad))
+    values[index].register_hook(GRADIENT_REPLACEMENTS[replacement])
+    loss.backward()
+    _check_leaf_grads(graph, expected, clause="HOOK-2", what=f"{_describe(graph, index)} returning `{replacement}`\n{graph!r}\n")
+
+
+@pytest.mark.spec("HOOK-2")
+def test_leaf_hook_return_value_is_what_accumulates_into_grad(device):
+    # The example of the register_hook documentation, then a second pass: .grad adds the hook's result again.
+    v = torch.tensor([0.0, 0.0, 0.0], device=device, requires_grad=True)
+    v.register_hook(lambda grad: grad * 2)
+    v.backward(torch.tensor([1.0, 2.0, 3.0], device=device))
+    assert_close(v.grad, torch.tensor([2.0, 4.0, 6.0]), clause="HOOK-2", what="v.grad with a hook returning grad * 2 (the documented example)")
+    v.backward(torch.tensor([1.0, 1.0, 1.0], device=device))
+    assert_close(v.grad, torch.tensor([4.0, 6.0, 8.0]), clause="HOOK-2", what="v.grad after a second backward with the same hook")
+
+
+@pytest.mark.spec("HOOK-3")
+@given(data=st.data())
+def test_hooks_on_one_tensor_run_in_registration_order(device, data):
+    graph, values, index = _hooked_graph(data, device)
+    chain = data.draw(st.lists(st.sampled_from(sorted(GRADIENT_REPLACEMENTS)), min_size=2, max_size=4), label="hooks, in registration order")
+    loss = values[-1].sum()
+
+    def through_chain(grad):
+        for name in chain:
+            grad = _applied(name, grad)
+        return grad
+
+    gradient = _gradient(loss, values[index])
+    expected = _leaf_grads_with_replaced_gradient(graph, values, index, loss, through_chain)
+    received: list[tuple[int, torch.Tensor]] = []
+    for position, name in enumerate(chain):
+        replace = GRADIENT_REPLACEMENTS[name]
+        values[index].register_hook(lambda grad, position=position, replace=replace: (received.append((position, grad.clone())), replace(grad))[1])
+    loss.backward()
+    what = f"{_describe(graph, index)}, hooks in registration order: {', '.join(f'`{name}`' for name in chain)}\n{graph!r}\n"
+    if gradient is None:
+        assert_equal(received, [], clause="HOOK-3", what=f"calls of hooks on a value the output does not depend on; {what}")
+        return
+    assert_equal([position for position, _ in received], list(range(len(chain))), clause="HOOK-3", what=f"order of the hook calls; {what}")
+    grad = gradient
+    for position, name in enumerate(chain):
+        assert_close(received[position][1], grad, clause="HOOK-3", what=f"gradient received by hook {position}; {what}")
+        grad = _applied(name, grad)
+    _check_leaf_grads(graph, expected, clause="HOOK-3", what=f"the last hook's gradient flows on; {what}")
+
+
+# ----------------------------------------------------------------------------- HOOK-4
+
+ALL_DTYPES = DIFFERENTIABLE_DTYPES + NON_DIFFERENTIABLE_DTYPES
+
+
+def _new_tensor(data, device, x):
+    return data.draw(tensors(dtype=dtypes(ALL_DTYPES), device=device), label="t")
+
+
+def _under_no_grad(data, device, x):
+    with torch.no_grad():
+        return torch.sin(x) * 2
+
+
+#: tensors that do not require grad: source -> fn(data, device, x) where x is a float64 tensor requiring grad
+NOT_REQUIRING_GRAD = {
+    "a new tensor of any dtype": _new_tensor,
+    "x.detach()": lambda data, device, x: x.detach(),
+    "torch.sin(x) * 2 under torch.no_grad()": _under_no_grad,
+    "x > 0 (bool)": lambda data, device, x: x > 0,
+    "x.long()": lambda data, device, x: x.long(),
+}
+
+
+@pytest.mark.spec("HOOK-4")
+@pytest.mark.parametrize("form", sorted(NOT_REQUIRING_GRAD))
+@given(data=st.data())
+def test_register_hook_on_a_tensor_not_requiring_grad_raises(device, form, data):
+    x = data.draw(tensors(dtype=torch.float64, device=device, requires_grad=True), label="x")
+    tensor = NOT_REQUIRING_GRAD[form](data, device, x)
+    assert_equal(tensor.requires_grad, False, clause="HOOK-4", what=f"requires_grad of {form} (the precondition)")
+    with assert_raises(RuntimeError, clause="HOOK-4", what=f"({form}).register_hook(hook)"):
+        tensor.register_hook(lambda grad: grad)
+    with assert_succeeds(clause="HOOK-4", what="x.register_hook(hook) on x that requires grad"):
+        x.register_hook(lambda grad: grad).remove()
+
+
+# ----------------------------------------------------------------------------- HOOK-5
+
+
+def _recording(calls: list, tag: str) -> Callable[..., None]:
+    """A hook of any kind that records its calls and returns None (changes nothing)."""
+    return lambda *args: calls.append(tag)
+
+
+def _tensor_hook_scenario(leaf: bool):
+    """Recording hooks on a leaf x or on the non-leaf sin(x) * 3; a pass is one backward (the graph is kept)."""
+
+    def build(data, device):
+        x = data.draw(tensors(dtype=torch.float64, shape=shapes(max_dims=2), device=device, requires_grad=True), label="x")
+        hidden = torch.sin(x) * 3
+        hooked = x if leaf else hidden
+        loss = (hidden * hidden).sum()
+
+        def register(calls: list, tag: str):
+            return hooked.register_hook(_recording(calls, tag))
+
+        def run_pass() -> None:
+            loss.backward(retain_graph=True)
+
+        return register, run_pass, "x.register_hook" if leaf else "(torch.sin(x) * 3).register_hook"
+
+    return build
+
+
+def _module_hook_scenario(kind: str):
+    """Recording hooks of one kind (a Module.register_* method) on a drawn module; a pass is one forward and backward."""
+
+    def build(data, device):
+        case = data.draw(st.sampled_from(MODULE_CASES), label="module")
+        module = _module(case, device)
+        args, kwargs = _draw_call(data, case, device, requires_grad=True)
+
+        def register(calls: list, tag: str):
+            return getattr(module, kind)(_recording(calls, tag))
+
+        def run_pass() -> None:
+            sum(out.sum() for out in _as_tuple(module(*args, **kwargs))).backward()
+
+        return register, run_pass, f"module.{kind} on the module of `{case.source}`"
+
+    return build
+
+
+#: scenario -> build(data, device) returning (register(calls, tag) -> handle, one forward and backward pass, source)
+REMOVAL_SCENARIOS = {
+    "Tensor.register_hook (leaf)": _tensor_hook_scenario(leaf=True),
+    "Tensor.register_hook (non-leaf)": _tensor_hook_scenario(leaf=False),
+    "Module.register_forward_pre_hook": _module_hook_scenario("register_forward_pre_hook"),
+    "Module.register_forward_hook": _module_hook_scenario("register_forward_hook"),
+    "Module.register_full_backward_hook": _module_hook_scenario("register_full_backward_hook"),
+}
+
+
+@pytest.mark.spec("HOOK-5")
+@pytest.mark.parametrize("scenario", sorted(REMOVAL_SCENARIOS))
+@given(data=st.data())
+def test_handle_remove_unregisters_exactly_that_hook(device, scenario, data):
+    register, run_pass, source = REMOVAL_SCENARIOS[scenario](data, device)
+    calls: list[str] = []
+    first_handle = register(calls, "first")
+    second_handle = register(calls, "second")
+    run_pass()
+    assert_equal(sorted(calls), ["first", "second"], clause="HOOK-5", what=f"hooks called in a pass with both registered ({source})")
+    first_handle.remove()
+    calls.clear()
+    run_pass()
+    assert_equal(calls, ["second"], clause="HOOK-5", what=f"hooks called in a pass after the first handle's remove() ({source})")
+    with assert_succeeds(clause="HOOK-5", what=f"a second remove() of the same handle ({source})"):
+        first_handle.remove()
+    calls.clear()
+    run_pass()
+    assert_equal(calls, ["second"], clause="HOOK-5", what=f"hooks called in a pass after a second remove() of the first handle ({source})")
+    second_handle.remove()
+    calls.clear()
+    run_pass()
+    assert_equal(calls, [], clause="HOOK-5", what=f"hooks called in a pass after both handles' remove() ({source})")
+
+
+# ----------------------------------------------------------------------------- HOOK-6
+
+
+@pytest.mark.spec("HOOK-6")
+@given(data=st.data())
+def test_forward_hook_sees_module_positional_inputs_and_output(device, data):
+    case = data.draw(st.sampled_from(MODULE_CASES), label="module")
+    module = _module(case, device)
+    seen = []
+    module.register_forward_hook(lambda m, args, output: seen.append((m, args, output)))
+    n_calls = data.draw(st.integers(1, 3), label="number of calls")
+    for call in range(n_calls):
+        args, kwargs = _draw_call(data, case, device, requires_grad=data.draw(st.booleans(), label="inputs require grad"))
+        returned = module(*args, **kwargs)
+        what = f"call {call} of `{case.source}`"
+        assert_equal(len(seen), call + 1, clause="HOOK-6", what=f"number of forward hook calls after {what}")
+        hooked_module, hooked_args, hooked_output = seen[-1]
+        assert_equal(hooked_module is module, True, clause="HOOK-6", what=f"the hook's module argument is the module ({what})")
+        assert_equal(type(hooked_args), tuple, clause="HOOK-6", what=f"type of the hook's args ({what})")
+        assert_equal(len(hooked_args), len(args), clause="HOOK-6", what=f"len(args) seen by the hook: the positional arguments only ({what})")
+        for position, (got, given_arg) in enumerate(zip(hooked_args, args)):
+            assert_equal(got is given_arg, True, clause="HOOK-6", what=f"args[{position}] seen by the hook is the argument passed ({what})")
+        assert_equal(hooked_output is returned, True, clause="HOOK-6", what=f"the hook's output is the value the call returned ({what})")
+        for position, (got, direct) in enumerate(zip(_as_tuple(hooked_output), _as_tuple(module.forward(*args, **kwargs)))):
+            assert_close(got, direct, clause="HOOK-6", what=f"output {position} seen by the hook vs module.forward(...) ({what})")
+
+
+@pytest.mark.spec("HOOK-6")
+def test_seed_forward_hooks_on_named_children_collect_every_feature(device):
+    model = _SeedModel().to(device)
+    names, features_in, features_out = [], [], []
+
+    def hook_fn_forward(module, args, output):  # the seed's hook, collecting instead of printing
+        names.append(type(module).__name__)
+        features_in.append(args)
+        features_out.append(output)
+
+    for _, module in model.named_children():
+        module.register_forward_hook(hook_fn_forward)
+    x = torch.tensor([[1.0, 1.0, 1.0]], device=device, requires_grad=True)
+    o = model(x)
+    o.backward()
+    assert_equal(names, ["Linear", "ReLU", "Linear"], clause="HOOK-6", what="modules seen by the seed's hooks, in call order")
+    assert_equal(features_in[0][0] is x, True, clause="HOOK-6", what="fc1's input seen by its hook is x")
+    for index in (1, 2):
+        assert_equal(features_in[index][0] is features_out[index - 1], True, clause="HOOK-6", what=f"child {index}'s input is child {index - 1}'s output")
+    expected = [torch.tensor([[7.0, -13.0, 27.0, -29.0]]), torch.tensor([[7.0, 0.0, 27.0, 0.0]]), torch.tensor([[89.0]])]
+    for index, (got, want) in enumerate(zip(features_out, expected)):
+        assert_close(got, want, clause="HOOK-6", what=f"output of child {index} ({names[index]}) of the seed's model")
+    assert_equal(features_out[2] is o, True, clause="HOOK-6", what="fc2's output seen by its hook is the model's output")
+
+
+# ----------------------------------------------------------------------------- HOOK-7
+
+
+def _map_outputs(output, fn):
+    return tuple(fn(out) for out in output) if isinstance(output, tuple) else fn(output)
+
+
+#: what a forward hook returns, given the output: source -> fn(output), None meaning "returns None"
+OUTPUT_REPLACEMENTS = {
+    "output * 2": lambda output: _map_outputs(output, lambda out: out * 2),
+    "torch.zeros_like(output)": lambda output: _map_outputs(output, torch.zeros_like),
+    "the string 'replaced'": lambda output: "replaced",
+    "None": lambda output: None,
+}
+
+
+@pytest.mark.spec("HOOK-7")
+@pytest.mark.parametrize("replacement", sorted(OUTPUT_REPLACEMENTS))
+@given(data=st.data())
+def test_forward_hook_return_value_replaces_the_output(device, replacement, data):
+    case = data.draw(st.sampled_from(MODULE_CASES), label="module")
+    module = _module(case, device)
+    returned_by_hook, seen_by_later_hook = [], []
+
+    def replacing_hook(m, args, output):
+        result = OUTPUT_REPLACEMENTS[replacement](output)
+        returned_by_hook.append(result)
+        return result
+
+    module.register_forward_hook(replacing_hook)
+    module.register_forward_hook(lambda m, args, output: seen_by_later_hook.append(output))
+    args, kwargs = _draw_call(data, case, device, requires_grad=True)
+    result = module(*args, **kwargs)
+    what = f"`{case.source}` with a forward hook returning {replacement}"
+    if returned_by_hook[0] is None:
+        for position, (got, direct) in enumerate(zip(_as_tuple(result), _as_tuple(module.forward(*args, **kwargs)))):
+            assert_close(got, direct, clause="HOOK-7", what=f"output {position} of {what} vs module.forward(...)")
+        assert_equal(seen_by_later_hook[0] is result, True, clause="HOOK-7", what=f"a later hook receives the unchanged output ({what})")
+        return
+    assert_equal(result is returned_by_hook[0], True, clause="HOOK-7", what=f"the call returns the hook's value ({what})")
+    assert_equal(seen_by_later_hook[0] is returned_by_hook[0], True, clause="HOOK-7", what=f"a later forward hook receives the replaced output ({what})")
+
+
+# ----------------------------------------------------------------------------- HOOK-8
+
+#: what a forward pre-hook returns, given the positional arguments: source -> fn(args), None meaning "returns None"
+INPUT_REPLACEMENTS = {
+    "a tuple of the tensor inputs times -2": lambda args: tuple(a * -2 if _is_tensor(a) else a for a in args),
+    "a tuple of new tensors (ones)": lambda args: tuple(torch.ones_like(a) if _is_tensor(a) else a for a in args),
+    "a single tensor, args[0] + 1 (not a tuple)": lambda args: args[0] + 1,
+    "None": lambda args: None,
+}
+
+
+@pytest.mark.spec("HOOK-8")
+@pytest.mark.parametrize("replacement", sorted(INPUT_REPLACEMENTS))
+@given(data=st.data())
+def test_forward_pre_hook_sees_and_can_replace_the_inputs(device, replacement, data):
+    single = replacement.startswith("a single")
+    case = data.draw(st.sampled_from(SINGLE_INPUT_CASES if single else MODULE_CASES), label="module")
+    module = _module(case, device)
+    seen_by_pre_hook, returned_by_pre_hook, seen_by_forward_hook = [], [], []
+
+    def pre_hook(m, args):
+        seen_by_pre_hook.append(args)
+        returned_by_pre_hook.append(INPUT_REPLACEMENTS[replacement](args))
+        return returned_by_pre_hook[-1]
+
+    module.register_forward_pre_hook(pre_hook)
+    module.register_forward_hook(lambda m, args, output: seen_by_forward_hook.append(args))
+    args, kwargs = _draw_call(data, case, device, requires_grad=data.draw(st.booleans(), label="inputs require grad"))
+    result = module(*args, **kwargs)
+    what = f"`{case.source}` with a forward pre-hook returning {replacement}"
+    assert_equal(len(seen_by_pre_hook), 1, clause="HOOK-8", what=f"number of pre-hook calls ({what})")
+    assert_equal(type(seen_by_pre_hook[0]), tuple, clause="HOOK-8", what=f"type of the args seen by the pre-hook ({what})")
+    assert_equal(len(seen_by_pre_hook[0]), len(args), clause="HOOK-8", what=f"len(args) seen by the pre-hook: the positional arguments only ({what})")
+    for position, (got, given_arg) in enumerate(zip(seen_by_pre_hook[0], args)):
+        assert_equal(got is given_arg, True, clause="HOOK-8", what=f"args[{position}] seen by the pre-hook is the argument passed ({what})")
+    returned = returned_by_pre_hook[0]
+    forward_args = args if returned is None else _as_tuple(returned)
+    assert_equal(len(seen_by_forward_hook[0]), len(forward_args), clause="HOOK-8", what=f"number of arguments forward received ({what})")
+    for position, (got, want) in enumerate(zip(seen_by_forward_hook[0], forward_args)):
+        assert_equal(got is want, True, clause="HOOK-8", what=f"argument {position} forward received (as seen by a forward hook) ({what})")
+    for position, (got, direct) in enumerate(zip(_as_tuple(result), _as_tuple(module.forward(*forward_args, **kwargs)))):
+        assert_close(got, direct, clause="HOOK-8", what=f"output {position} of {what} vs module.forward(*replaced arguments)")
+
+
+# ----------------------------------------------------------------------------- HOOK-9, -10, -11
+
+
+def _reference_gradients(module: nn.Module, args: tuple, kwargs: dict, weights: Sequence[torch.Tensor]) -> tuple[list, list]:
+    """Gradients of the weighted loss with respect to each positional argument (None for non-tensors) and each parameter."""
+    loss = _weighted_loss(_as_tuple(module(*args, **kwargs)), weights)
+    tensor_args = [a for a in args if _is_tensor(a) and a.requires_grad]
+    params = list(module.parameters())
+    grads = torch.autograd.grad(loss, tensor_args + params, allow_unused=True)
+    by_tensor = iter(grads[: len(tensor_args)])
+    return [next(by_tensor) if _is_tensor(a) and a.requires_grad else None for a in args], list(grads[len(tensor_args) :])
+
+
+def _draw_backward_call(data, case: ModuleCase, device: str, *, requires_grad: bool):
+    """A module, a call's arguments, the loss weights and the reference gradients, all computed without hooks."""
+    module = _module(case, device)
+    args, kwargs = _draw_call(data, case, device, requires_grad=requires_grad)
+    with torch.no_grad():
+        weights = _draw_output_weights(data, _as_tuple(module(*args, **kwargs)), device)
+    input_grads, param_grads = _reference_gradients(module, args, kwargs, weights)
+    return module, args, kwargs, weights, input_grads, param_grads
+
+
+@pytest.mark.spec("HOOK-9")
+@pytest.mark.parametrize("case", MODULE_CASES, ids=repr)
+@given(data=st.data())
+def test_full_backward_hook_receives_input_and_output_gradients(device, case, data):
+    module, args, kwargs, weights, input_grads, _ = _draw_backward_call(data, case, device, requires_grad=True)
+    seen = []
+    module.register_full_backward_hook(lambda m, grad_input, grad_output: seen.append((m, grad_input, grad_output)))
+    _weighted_loss(_as_tuple(module(*args, **kwargs)), weights).backward()
+    what = f"`{case.source}`, loss sum((out_i * w_i).sum())"
+    assert_equal(len(seen), 1, clause="HOOK-9", what=f"number of full backward hook calls in one backward pass ({what})")
+    hooked_module, grad_input, grad_output = seen[0]
+    assert_equal(hooked_module is module, True, clause="HOOK-9", what=f"the hook's module argument is the module ({what})")
+    assert_equal(type(grad_output), tuple, clause="HOOK-9", what=f"type of grad_output ({what})")
+    assert_equal(len(grad_output), len(weights), clause="HOOK-9", what=f"len(grad_output): one entry per output ({what})")
+    for position, (got, weight) in enumerate(zip(grad_output, weights)):
+        assert_close(got, weight, clause="HOOK-9", what=f"grad_output[{position}] vs the gradient of the loss with respect to output {position} ({what})")
+    assert_equal(type(grad_input), tuple, clause="HOOK-9", what=f"type of grad_input ({what})")
+    assert_equal(len(grad_input), len(args), clause="HOOK-9", what=f"len(grad_input): one entry per positional argument ({what})")
+    for position, (got, want, arg) in enumerate(zip(grad_input, input_grads, args)):
+        if not _is_tensor(arg):
+            assert_equal(got, None, clause="HOOK-9", what=f"grad_input[{position}] for the non-tensor argument {arg!r} ({what})")
+        else:
+            assert_close(got, want, clause="HOOK-9", what=f"grad_input[{position}] vs torch.autograd.grad ({what})")
+
+
+@pytest.mark.spec("HOOK-9")
+def test_seed_full_backward_hooks_on_named_children(device):
+    model = _SeedModel().to(device)
+    names = {module: name for name, module in model.named_children()}
+    seen = {}
+
+    def hook_fn_backward(module, grad_input, grad_output):  # the seed's hook, collecting instead of printing
+        seen[names[module]] = (grad_input, grad_output)
+
+    for module in names:
+        module.register_full_backward_hook(hook_fn_backward)
+    x = torch.tensor([[1.0, 1.0, 1.0]], device=device, requires_grad=True)
+    model(x).backward()
+    # o = fc2(relu(fc1(x))) = 89; do/d(relu out) = fc2.weight; relu passes entries 0 and 2 (fc1 out = [7, -13, 27, -29])
+    expected = {
+        "fc2": ([[1.0, 2.0, 3.0, 4.0]], [[1.0]]),
+        "relu1": ([[1.0, 0.0, 3.0, 0.0]], [[1.0, 2.0, 3.0, 4.0]]),
+        "fc1": ([[22.0, 26.0, 30.0]], [[1.0, 0.0, 3.0, 0.0]]),
+    }
+    for name, (grad_in, grad_out) in expected.items():
+        if name not in seen:
+            fail("HOOK-9", f"the full backward hook of the seed's {name} was not called")
+        got_in, got_out = seen[name]
+        assert_close(got_in[0], torch.tensor(grad_in), clause="HOOK-9", what=f"grad_input of the seed's {name}")
+        assert_close(got_out[0], torch.tensor(grad_out), clause="HOOK-9", what=f"grad_output of the seed's {name}")
+    assert_close(x.grad, torch.tensor([[22.0, 26.0, 30.0]]), clause="HOOK-9", what="x.grad of the seed's model (fc1's grad_input)")
+
+
+#: what a full backward hook returns, given grad_input: source -> fn(grad_input), None meaning "returns None"
+GRAD_INPUT_REPLACEMENTS = {
+    "grad_input * 3": lambda grad_input: tuple(None if g is None else g * 3 for g in grad_input),
+    "torch.zeros_like(g) for each g": lambda grad_input: tuple(None if g is None else torch.zeros_like(g) for g in grad_input),
+    "None": lambda grad_input: None,
+}
+
+
+@pytest.mark.spec("HOOK-10")
+@pytest.mark.parametrize("replacement", sorted(GRAD_INPUT_REPLACEMENTS))
+@given(data=st.data())
+def test_full_backward_hook_return_value_replaces_grad_input(device, replacement, data):
+    case = data.draw(st.sampled_from(MODULE_CASES), label="module")
+    module, args, kwargs, weights, input_grads, param_grads = _draw_backward_call(data, case, device, requires_grad=True)
+    module.register_full_backward_hook(lambda m, grad_input, grad_output: GRAD_INPUT_REPLACEMENTS[replacement](grad_input))
+    _weighted_loss(_as_tuple(module(*args, **kwargs)), weights).backward()
+    replaced = GRAD_INPUT_REPLACEMENTS[replacement](tuple(input_grads))
+    if replaced is None:
+        replaced = tuple(input_grads)
+    what = f"`{case.source}` with a full backward hook returning {replacement}"
+    for position, (arg, want) in enumerate(zip(args, replaced)):
+        if _is_tensor(arg):
+            assert_close(arg.grad, want, clause="HOOK-10", what=f".grad of positional argument {position} ({what})")
+    for (name, param), want in zip(module.named_parameters(), param_grads):
+        assert_close(param.grad, want, clause="HOOK-10", what=f"{name}.grad, which the hook must not change ({what})")
+
+
+@pytest.mark.spec("HOOK-10")
+@given(data=st.data())
+def test_full_backward_hook_returning_the_wrong_number_of_gradients_raises(device, data):
+    case = data.draw(st.sampled_from(MODULE_CASES), label="module")
+    module = _module(case, device)
+    module.register_full_backward_hook(lambda m, grad_input, grad_output: grad_input + (None,))
+    args, kwargs = _draw_call(data, case, device, requires_grad=True)
+    loss = sum(out.sum() for out in _as_tuple(module(*args, **kwargs)))
+    with assert_raises(RuntimeError, clause="HOOK-10", what=f"backward through `{case.source}` whose full backward hook returns len(grad_input) + 1 entries"):
+        loss.backward()
+
+
+@pytest.mark.spec("HOOK-11")
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
+@given(data=st.data())
+def test_full_backward_hook_fires_when_no_input_requires_grad(device, data):
+    case = data.draw(st.sampled_from(PARAMETER_CASES), label="module")
+    module, args, kwargs, weights, _, param_grads = _draw_backward_call(data, case, device, requires_grad=False)
+    seen = []
+    module.register_full_backward_hook(lambda m, grad_input, grad_output: seen.append((grad_input, grad_output)))
+    _weighted_loss(_as_tuple(module(*args, **kwargs)), weights).backward()
+    what = f"`{case.source}` with inputs that do not require grad"
+    assert_equal(len(seen), 1, clause="HOOK-11", what=f"number of full backward hook calls in one backward pass ({what})")
+    grad_input, grad_output = seen[0]
+    assert_equal(grad_input, (None,) * len(args), clause="HOOK-11", what=f"grad_input ({what})")
+    assert_equal(len(grad_output), len(weights), clause="HOOK-11", what=f"len(grad_output) ({what})")
+    for position, (got, weight) in enumerate(zip(grad_output, weights)):
+        assert_close(got, weight, clause="HOOK-11", what=f"grad_output[{position}] ({what})")
+    for (name, param), want in zip(module.named_parameters(), param_grads):
+        assert_close(param.grad, want, clause="HOOK-11", what=f"{name}.grad ({what})")
+
+
+# ----------------------------------------------------------------------------- HOOK-12, -13: register_backward_hook (deprecated)
+
+SINGLE_OPERATION_MODULES = {
+    "nn.ReLU()": nn.ReLU,
+    "nn.Sigmoid()": nn.Sigmoid,
+    "nn.Tanh()": nn.Tanh,
+    "nn.ELU()": nn.ELU,
+    "nn.LeakyReLU(0.1)": lambda: nn.LeakyReLU(0.1),
+    "nn.GELU()": nn.GELU,
+    "nn.Softplus()": nn.Softplus,
+    "nn.Softmax(dim=-1)": lambda: nn.Softmax(dim=-1),
+}
+
+
+def _warnings_of(action: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """Run action, recording every warning (none filtered out): its result and "Category: message" of each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = action()
+    return result, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+def _deprecation_warnings(caught: Sequence[str]) -> list[str]:
+    """The warnings HOOK-13 requires: a FutureWarning saying it is deprecated and naming the replacement."""
+    return [w for w in caught if w.startswith("FutureWarning: ") and "deprecated" in w and "register_full_backward_hook" in w]
+
+
+@pytest.mark.spec("HOOK-12")
+@given(data=st.data())
+def test_deprecated_backward_hook_is_exact_on_a_single_operation_module(device, data):
+    name = data.draw(st.sampled_from(sorted(SINGLE_OPERATION_MODULES)), label="module")
+    graph = data.draw(graphs(device=device, dtype=torch.float64, requires_grad=True), label="graph computing the input")
+    intermediate = graph.output()
+    assume(intermediate.grad_fn is not None)  # the clause's precondition; e.g. torch.flatten(t0) of a 1-d t0 is t0 itself
+    module = SINGLE_OPERATION_MODULES[name]().to(device)
+    reference = module(intermediate)
+    weight = data.draw(tensors(dtype=torch.float64, shape=tuple(reference.shape), device=device), label="loss weight")
+    (expected,) = torch.autograd.grad((reference * weight).sum(), intermediate, retain_graph=True)
+    seen = []
+    what = f"`{name}` applied to the intermediate {graph.name(graph.n_values - 1)}, with a register_backward_hook hook\n{graph!r}\n"
+    _, at_registration = _warnings_of(lambda: module.register_backward_hook(lambda m, grad_input, grad_output: seen.append((grad_input, grad_output))))
+    output, at_call = _warnings_of(lambda: module(intermediate))
+    assert_equal(at_registration + at_call, [], clause="HOOK-12", what=f"warnings from registering and calling {what}")
+    (output * weight).sum().backward()
+    assert_equal(len(seen), 1, clause="HOOK-12", what=f"number of hook calls in one backward pass ({what})")
+    grad_input, grad_output = seen[0]
+    assert_equal((len(grad_input), len(grad_output)), (1, 1), clause="HOOK-12", what=f"(len(grad_input), len(grad_output)) ({what})")
+    assert_close(grad_input[0], expected, clause="HOOK-12", what=f"grad_input[0] vs torch.autograd.grad ({what})")
+    assert_close(grad_output[0], weight, clause="HOOK-12", what=f"grad_output[0] vs the gradient with respect to the output ({what})")
+
+
+@pytest.mark.spec("HOOK-13")
+@given(data=st.data())
+def test_deprecated_backward_hook_on_a_multi_operation_module_warns_on_every_call(device, data):
+    case = data.draw(st.sampled_from(MULTI_OPERATION_CASES), label="module")
+    module = _module(case, device)
+    _, at_registration = _warnings_of(lambda: module.register_backward_hook(lambda m, grad_input, grad_output: None))
+    assert_equal(at_registration, [], clause="HOOK-13", what=f"warnings from registering a register_backward_hook hook on the module of `{case.source}`")
+    for call in range(data.draw(st.integers(1, 2), label="number of calls")):
+        # the output must have a grad_fn: through the parameters, or else through the inputs
+        requires_grad = data.draw(st.booleans(), label="inputs require grad") if case.has_parameters else True
+        args, kwargs = _draw_call(data, case, device, requires_grad=requires_grad)
+        if data.draw(st.booleans(), label="inputs are intermediates (x * 1.0)"):
+            args = tuple(a * 1.0 if _is_tensor(a) else a for a in args)
+        _, caught = _warnings_of(lambda: module(*args, **kwargs))
+        if not _deprecation_warnings(caught):
+            fail("HOOK-13", f"call {call} of `{case.source}` with a register_backward_hook hook should emit a FutureWarning saying this is deprecated and naming register_full_backward_hook; warnings: {caught}")
+
+
+def _seed_model_with_deprecated_hooks(device: str) -> tuple[_SeedModel, dict]:
+    """The seed's model with its hook_fn_backward registered by register_backward_hook on every child."""
+    model = _SeedModel().to(device)
+    names = {module: name for name, module in model.named_children()}
+    seen = {}
+
+    def hook_fn_backward(module, grad_input, grad_output):  # the seed's hook, collecting instead of printing
+        seen[names[module]] = (grad_input, grad_output)
+
+    for module in names:
+        module.register_backward_hook(hook_fn_backward)
+    return model, seen
+
+
+@pytest.mark.spec("HOOK-12")
+def test_seed_deprecated_backward_hook_on_relu_is_exact_and_silent(device):
+    model, seen = _seed_model_with_deprecated_hooks(device)
+    x = torch.tensor([[1.0, 1.0, 1.0]], device=device, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # from the nn.Linear children: HOOK-13
+        hidden = model.fc1(x)
+    activated, relu1_warnings = _warnings_of(lambda: model.relu1(hidden))
+    assert_equal(relu1_warnings, [], clause="HOOK-12", what="warnings from calling the seed's relu1 on fc1's output with a register_backward_hook hook")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        o = model.fc2(activated)
+    o.backward()
+    if "relu1" not in seen:
+        fail("HOOK-12", "the register_backward_hook hook of the seed's relu1 was not called")
+    grad_input, grad_output = seen["relu1"]
+    assert_close(grad_input[0], torch.tensor([[1.0, 0.0, 3.0, 0.0]]), clause="HOOK-12", what="grad_input of the seed's relu1")
+    assert_close(grad_output[0], torch.tensor([[1.0, 2.0, 3.0, 4.0]]), clause="HOOK-12", what="grad_output of the seed's relu1")
+
+
+@pytest.mark.spec("HOOK-13")
+def test_seed_deprecated_backward_hooks_warn_on_the_linear_layers(device):
+    model, _ = _seed_model_with_deprecated_hooks(device)
+    inputs = {"fc1": torch.tensor([[1.0, 1.0, 1.0]], device=device, requires_grad=True), "fc2": torch.tensor([[7.0, 0.0, 27.0, 0.0]], device=device)}
+    for name, layer_input in inputs.items():
+        _, caught = _warnings_of(lambda: getattr(model, name)(layer_input))
+        if not _deprecation_warnings(caught):
+            fail("HOOK-13", f"calling the seed's {name} (nn.Linear) with a register_backward_hook hook should emit the FutureWarning; warnings: {caught}")
