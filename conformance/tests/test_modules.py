@@ -1,0 +1,691 @@
+"""Modules and optimizers.  Spec: specs/modules.md."""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Callable
+
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from conformance.assertions import assert_close, assert_equal, assert_grad_mode, assert_requires_grad, fail
+from conformance.strategies import seeds, tensors
+
+nn = torch.nn
+
+
+def _exact_on_cpu(device: str) -> dict:
+    """Bit-for-bit on the CPU; the dtype's tolerance on devices whose kernels may differ."""
+    return {"rtol": 0.0, "atol": 0.0} if device == "cpu" else {}
+
+
+def _fill(module: nn.Module, data, device: str, *, label: str, low: float = -1.0, high: float = 1.0) -> nn.Module:
+    """Give every parameter drawn values, so hypothesis replays and shrinks them (not torch's init)."""
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            value = data.draw(tensors(dtype=param.dtype, shape=tuple(param.shape), device=device, low=low, high=high), label=f"{label}.{name}")
+            param.copy_(value)
+    return module
+
+
+def _mlp(data, device: str, *, dtype=torch.float64, batchnorm: bool = False, dropout: bool = False, label: str = "net") -> nn.Sequential:
+    """Linear (BatchNorm1d) Tanh (Dropout) ... Linear, with 1-3 drawn layers of width 1-4 and drawn values."""
+    widths = data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label=f"{label} widths")
+    layers: list[nn.Module] = []
+    for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if index < len(widths) - 2:
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(fan_out))
+            layers.append(nn.Tanh())
+            if dropout:
+                layers.append(nn.Dropout(data.draw(st.floats(0.0, 1.0), label=f"{label} dropout p")))
+    net = nn.Sequential(*layers).to(device=device, dtype=dtype)
+    return _fill(net, data, device, label=label)
+
+
+def _batch(data, net: nn.Sequential, device: str, *, dtype=torch.float64, min_size: int = 1, label: str = "batch") -> torch.Tensor:
+    size = data.draw(st.integers(min_size, 5), label=f"{label} size")
+    return data.draw(tensors(dtype=dtype, shape=(size, net[0].in_features), device=device), label=label)
+
+
+def _loss(net: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    return (net(batch) ** 2).sum()
+
+
+def _snapshot(params) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+# ----------------------------------------------------------------------------- MODULE-1
+
+#: form -> (call, the training flag it must leave on every module)
+MODE_FORMS: dict[str, tuple[Callable[[nn.Module], nn.Module], bool]] = {
+    "eval()": (lambda m: m.eval(), False),
+    "train(False)": (lambda m: m.train(False), False),
+    "train()": (lambda m: m.train(), True),
+    "train(True)": (lambda m: m.train(True), True),
+}
+
+LEAF_LAYERS = {
+    "Linear": lambda: nn.Linear(2, 2),
+    "Dropout": lambda: nn.Dropout(0.5),
+    "BatchNorm1d": lambda: nn.BatchNorm1d(2),
+    "ReLU": lambda: nn.ReLU(),
+}
+
+
+class _Block(nn.Module):
+    """A user-defined container: children registered as attributes."""
+
+    def __init__(self, children):
+        super().__init__()
+        for index, child in enumerate(children):
+            setattr(self, f"part{index}", child)
+
+
+CONTAINERS = {
+    "Sequential": lambda children: nn.Sequential(*children),
+    "ModuleList": lambda children: nn.ModuleList(children),
+    "ModuleDict": lambda children: nn.ModuleDict({f"k{i}": child for i, child in enumerate(children)}),
+    "user-defined Module": _Block,
+}
+
+module_trees = st.recursive(
+    st.sampled_from(sorted(LEAF_LAYERS)),
+    lambda children: st.tuples(st.sampled_from(sorted(CONTAINERS)), st.lists(children, min_size=1, max_size=3)),
+    max_leaves=8,
+)
+
+
+def _build(tree) -> nn.Module:
+    if isinstance(tree, str):
+        return LEAF_LAYERS[tree]()
+    container, children = tree
+    return CONTAINERS[container]([_build(child) for child in children])
+
+
+@pytest.mark.spec("MODULE-1")
+@pytest.mark.parametrize("form", sorted(MODE_FORMS))
+@given(data=st.data())
+def test_mode_switch_sets_training_recursively_and_returns_self(device, form, data):
+    tree = data.draw(module_trees, label="module tree")
+    net = _build(tree).to(device)
+    modules = list(net.named_modules())
+    for name, module in modules:  # start from an arbitrary mix of modes, set without recursion
+        module.training = data.draw(st.booleans(), label=f"initial training of {name or 'root'!r}")
+    call, mode = MODE_FORMS[form]
+    returned = call(net)
+    assert_equal(returned is net, True, clause="MODULE-1", what=f"`net.{form} is net`")
+    for name, module in modules:
+        assert_equal(module.training, mode, clause="MODULE-1", what=f"after net.{form}, .training of {name or 'the root'} ({type(module).__name__}) in {tree!r}")
+
+
+# ----------------------------------------------------------------------------- MODULE-2
+
+FREEZE_FORMS = {
+    "p.requires_grad = False": lambda p: setattr(p, "requires_grad", False),
+    "p.requires_grad_(False)": lambda p: p.requires_grad_(False),
+}
+
+
+def _freeze_some(data, net: nn.Module, *, form: str = "p.requires_grad_(False)", label: str = "frozen") -> dict[str, bool]:
+    """Freeze a drawn subset of the parameters; returns name -> frozen."""
+    names = [name for name, _ in net.named_parameters()]
+    flags = data.draw(st.lists(st.booleans(), min_size=len(names), max_size=len(names)), label=f"{label} ({', '.join(names)})")
+    for (name, param), frozen in zip(net.named_parameters(), flags):
+        if frozen:
+            FREEZE_FORMS[form](param)
+    return dict(zip(names, flags))
+
+
+@pytest.mark.spec("MODULE-2")
+@pytest.mark.parametrize("form", sorted(MODE_FORMS))
+@given(data=st.data())
+def test_mode_switch_keeps_requires_grad_and_recording(device, form, data):
+    net = _mlp(data, device, batchnorm=True, dropout=True)
+    frozen = _freeze_some(data, net)
+    MODE_FORMS[form][0](net)
+    assert_grad_mode(True, clause="MODULE-2", where=f"after net.{form}")
+    for name, param in net.named_parameters():
+        assert_requires_grad(param, not frozen[name], clause="MODULE-2", what=f"parameter {name} (frozen={frozen[name]}) after net.{form}")
+    batch = _batch(data, net, device, min_size=2)  # BatchNorm1d in training mode needs 2 samples
+    out = net(batch)
+    trainable = not all(frozen.values())
+    assert_requires_grad(out, trainable, clause="MODULE-2", what=f"output of a net after net.{form} with parameters frozen {frozen}")
+    if not trainable:
+        return
+    assert_equal(out.grad_fn is not None, True, clause="MODULE-2", what=f"output has a grad_fn after net.{form}")
+    out.sum().backward()
+    for name, param in net.named_parameters():
+        if not frozen[name]:
+            assert_equal(param.grad is not None, True, clause="MODULE-2", what=f"{name}.grad is a tensor after backward in the mode set by net.{form}")
+
+
+# ----------------------------------------------------------------------------- MODULE-3, -4
+
+#: dropout layer -> input shape strategy (what each layer documents as its input)
+small = st.integers(1, 3)
+DROPOUT_SHAPES = {
+    "Dropout": st.lists(small, min_size=0, max_size=3).map(tuple),
+    "Dropout1d": st.tuples(small, small, small),
+    "Dropout2d": st.tuples(small, small, small, small),
+    "Dropout3d": st.tuples(small, small, small, small, small),
+    "AlphaDropout": st.lists(small, min_size=0, max_size=3).map(tuple),
+    "FeatureAlphaDropout": st.tuples(small, small, small, small, small),
+}
+ELEMENTWISE_AND_CHANNEL_DROPOUT = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d")
+
+#: how evaluation mode is reached: form -> fn(layer) returning the module to call
+EVAL_ROUTES = {
+    "layer.eval()": lambda layer: layer.eval(),
+    "layer.train(False)": lambda layer: layer.train(False),
+    "Sequential(layer).eval()": lambda layer: nn.Sequential(layer).eval(),
+}
+
+
+@pytest.mark.spec("MODULE-3")
+@pytest.mark.parametrize("route", sorted(EVAL_ROUTES))
+@given(data=st.data())
+def test_dropout_in_eval_mode_is_the_identity(device, route, data):
+    kind = data.draw(st.sampled_from(sorted(DROPOUT_SHAPES)), label="dropout layer")
+    p = data.draw(st.floats(0.0, 1.0), label="p")
+    torch.manual_seed(data.draw(seeds(), label="torch seed"))
+    x = data.draw(tensors(dtype=torch.float64, shape=DROPOUT_SHAPES[kind], device=device, requires_grad=True), label="x")
+    module = EVAL_ROUTES[route](getattr(nn, kind)(p))
+    out = module(x)
+    what = f"nn.{kind}(p={p}) in eval mode via {route}"
+    assert_close(out, x, clause="MODULE-3", what=f"{what}: output vs input", rtol=0, atol=0)
+    out.sum().backward()
+    assert_close(x.grad, torch.ones_like(x), clause="MODULE-3", what=f"{what}: gradient of out.sum()", rtol=0, atol=0)
+
+
+@pytest.mark.spec("MODULE-4")
+@pytest.mark.parametrize("kind", ELEMENTWISE_AND_CHANNEL_DROPOUT)
+@given(data=st.data())
+def test_dropout_in_train_mode_zeroes_or_scales_each_element(device, kind, data):
+    p = data.draw(st.one_of(st.floats(0.05, 0.95), st.sampled_from([0.0, 1.0])), label="p")
+    torch.manual_seed(data.draw(seeds(), label="torch seed"))
+    x = data.draw(tensors(dtype=torch.float64, shape=DROPOUT_SHAPES[kind], device=device, requires_grad=True), label="x")
+    layer = getattr(nn, kind)(p)
+    assert_equal(layer.training, True, clause="MODULE-4", what=f"nn.{kind}(p).training of a new layer")
+    out = layer(x)
+    out.sum().backward()
+    what = f"nn.{kind}(p={p}) in training mode on x of shape {tuple(x.shape)}"
+    kept = x.grad != 0
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    zeros = torch.zeros_like(x)
+    assert_close(x.grad, torch.where(kept, torch.full_like(x, scale), zeros), clause="MODULE-4", what=f"{what}: gradient of out.sum() (0 where dropped, 1/(1-p) where kept)")
+    assert_close(out, torch.where(kept, x.detach() / (1.0 - p) if p < 1 else zeros, zeros), clause="MODULE-4", what=f"{what}: output (0 where dropped, x/(1-p) where kept)")
+    if p == 0.0 and not bool(kept.all()):
+        fail("MODULE-4", f"{what}: p=0 must keep every element, but {int((~kept).sum())} were dropped")
+    if p == 1.0 and bool(kept.any()):
+        fail("MODULE-4", f"{what}: p=1 must drop every element, but {int(kept.sum())} were kept")
+    if kind != "Dropout":
+        per_channel = kept.flatten(2)
+        mixed = per_channel.any(-1) & ~per_channel.all(-1)
+        if bool(mixed.any()):
+            fail("MODULE-4", f"{what}: channels {mixed.nonzero().tolist()} are partly dropped; whole channels must be zeroed")
+
+
+# ----------------------------------------------------------------------------- MODULE-5, -6
+
+#: BatchNorm kind -> (class, number of spatial dims after (N, C))
+BATCHNORMS = {
+    "BatchNorm1d (N, C)": (nn.BatchNorm1d, 0),
+    "BatchNorm1d (N, C, L)": (nn.BatchNorm1d, 1),
+    "BatchNorm2d": (nn.BatchNorm2d, 2),
+    "BatchNorm3d": (nn.BatchNorm3d, 3),
+}
+
+
+def _batchnorm(data, device, kind: str, *, min_values_per_channel: int):
+    cls, spatial_dims = BATCHNORMS[kind]
+    channels = data.draw(st.integers(1, 3), label="channels")
+    momentum = data.draw(st.floats(0.0, 1.0), label="momentum")
+    bn = cls(channels, momentum=momentum).to(device=device, dtype=torch.float64)
+    _fill(bn, data, device, label="bn")
+    with torch.no_grad():
+        bn.running_mean.copy_(data.draw(tensors(dtype=torch.float64, shape=(channels,), device=device), label="initial running_mean"))
+        bn.running_var.copy_(data.draw(tensors(dtype=torch.float64, shape=(channels,), device=device, low=0.1, high=3.0), label="initial running_var"))
+        bn.num_batches_tracked.fill_(data.draw(st.integers(0, 5), label="initial num_batches_tracked"))
+    shape = (data.draw(st.integers(1, 4), label="batch size"), channels) + tuple(data.draw(st.lists(st.integers(1, 3), min_size=spatial_dims, max_size=spatial_dims), label="spatial sizes"))
+    assume(shape[0] * torch.Size(shape[2:]).numel() >= min_values_per_channel)
+    return bn, shape
+
+
+def _per_channel(stat: torch.Tensor, ndim: int) -> torch.Tensor:
+    return stat.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+@pytest.mark.spec("MODULE-5")
+@pytest.mark.parametrize("kind", sorted(BATCHNORMS))
+@given(data=st.data())
+def test_batchnorm_in_train_mode_uses_batch_stats_and_updates_running_stats(device, kind, data):
+    bn, shape = _batchnorm(data, device, kind, min_values_per_channel=2)
+    steps = data.draw(st.integers(1, 3), label="forward passes")
+    for step in range(steps):
+        x = data.draw(tensors(dtype=torch.float64, shape=shape, device=device), label=f"batch {step}")
+        dims = [d for d in range(x.dim()) if d != 1]
+        mean, biased, unbiased = x.mean(dims), x.var(dims, unbiased=False), x.var(dims, unbiased=True)
+        running_mean, running_var, tracked = bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked)
+        y = bn(x)
+        what = f"{kind}(momentum={bn.momentum}) in training mode, pass {step + 1}, input of shape {shape}"
+        expected = (x - _per_channel(mean, x.dim())) / torch.sqrt(_per_channel(biased, x.dim()) + bn.eps) * _per_channel(bn.weight, x.dim()) + _per_channel(bn.bias, x.dim())
+        assert_close(y, expected, clause="MODULE-5", what=f"{what}: output vs (x - batch mean) / sqrt(biased batch var + eps) * weight + bias")
+        m = bn.momentum
+        assert_close(bn.running_mean, (1 - m) * running_mean + m * mean, clause="MODULE-5", what=f"{what}: running_mean")
+        assert_close(bn.running_var, (1 - m) * running_var + m * unbiased, clause="MODULE-5", what=f"{what}: running_var (unbiased batch variance)")
+        assert_equal(int(bn.num_batches_tracked), tracked + 1, clause="MODULE-5", what=f"{what}: num_batches_tracked")
+
+
+@pytest.mark.spec("MODULE-6")
+@pytest.mark.parametrize("route", sorted(EVAL_ROUTES))
+@given(data=st.data())
+def test_batchnorm_in_eval_mode_uses_running_stats_and_keeps_them(device, route, data):
+    kind = data.draw(st.sampled_from(sorted(BATCHNORMS)), label="BatchNorm layer")
+    bn, shape = _batchnorm(data, device, kind, min_values_per_channel=1)
+    running_mean, running_var, tracked = bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()
+    module = EVAL_ROUTES[route](bn)
+    x = data.draw(tensors(dtype=torch.float64, shape=shape, device=device), label="batch")
+    y = module(x)
+    what = f"{kind} in eval mode via {route}, input of shape {shape}"
+    expected = (x - _per_channel(running_mean, x.dim())) / torch.sqrt(_per_channel(running_var, x.dim()) + bn.eps) * _per_channel(bn.weight, x.dim()) + _per_channel(bn.bias, x.dim())
+    assert_close(y, expected, clause="MODULE-6", what=f"{what}: output vs (x - running_mean) / sqrt(running_var + eps) * weight + bias")
+    assert_close(bn.running_mean, running_mean, clause="MODULE-6", what=f"{what}: running_mean after the forward pass", rtol=0, atol=0)
+    assert_close(bn.running_var, running_var, clause="MODULE-6", what=f"{what}: running_var after the forward pass", rtol=0, atol=0)
+    assert_close(bn.num_batches_tracked, tracked, clause="MODULE-6", what=f"{what}: num_batches_tracked after the forward pass", rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- MODULE-7
+
+
+@pytest.mark.spec("MODULE-7")
+@pytest.mark.parametrize("form", sorted(FREEZE_FORMS))
+@given(data=st.data())
+def test_frozen_parameters_get_no_grad(device, form, data):
+    net = _mlp(data, device)
+    frozen = _freeze_some(data, net, form=form)
+    assume(not all(frozen.values()))
+    _loss(net, _batch(data, net, device)).backward()
+    for name, param in net.named_parameters():
+        if frozen[name]:
+            assert_equal(param.grad, None, clause="MODULE-7", what=f".grad of {name}, frozen with `{form}`, after backward")
+        elif param.grad is None:
+            fail("MODULE-7", f".grad of trainable {name} should be a tensor after backward (frozen: {frozen}), but it is None")
+
+
+# ----------------------------------------------------------------------------- MODULE-8 .. -10
+
+#: optimizer -> fn(params, data) drawing its hyperparameters
+OPTIMIZERS = {
+    "SGD": lambda params, data: torch.optim.SGD(params, lr=data.draw(st.floats(1e-3, 1.0), label="lr")),
+    "SGD(momentum, weight_decay)": lambda params, data: torch.optim.SGD(
+        params,
+        lr=data.draw(st.floats(1e-3, 1.0), label="lr"),
+        momentum=data.draw(st.floats(0.1, 0.95), label="momentum"),
+        weight_decay=data.draw(st.floats(0.01, 0.5), label="weight_decay"),
+    ),
+    "Adam": lambda params, data: torch.optim.Adam(params, lr=data.draw(st.floats(1e-3, 1.0), label="lr")),
+    "AdamW": lambda params, data: torch.optim.AdamW(params, lr=data.draw(st.floats(1e-3, 1.0), label="lr"), weight_decay=data.draw(st.floats(0.01, 0.5), label="weight_decay")),
+}
+
+
+def _train_steps(net, optimizer, data, device, *, steps: int) -> None:
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        _loss(net, _batch(data, net, device, label=f"batch {step}")).backward()
+        optimizer.step()
+
+
+@pytest.mark.spec("MODULE-8")
+@pytest.mark.parametrize("optimizer_name", sorted(OPTIMIZERS))
+@given(data=st.data())
+def test_step_skips_parameters_without_grad(device, optimizer_name, data):
+    net = _mlp(data, device)
+    net.unused = nn.Parameter(data.draw(tensors(dtype=torch.float64, shape=(2,), device=device), label="unused parameter"))
+    frozen = _freeze_some(data, net)
+    assume(not all(flag for name, flag in frozen.items() if name != "unused"))
+    skipped = [name for name, flag in frozen.items() if flag or name == "unused"]
+    before = dict(zip(frozen, _snapshot(net.parameters())))
+    optimizer = OPTIMIZERS[optimizer_name](net.parameters(), data)
+    steps = data.draw(st.integers(1, 3), label="steps")
+    _train_steps(net, optimizer, data, device, steps=steps)
+    params = dict(net.named_parameters())
+    for name in skipped:
+        why = "frozen" if frozen[name] else "not used by the loss"
+        assert_equal(params[name].grad, None, clause="MODULE-8", what=f".grad of {name} ({why})")
+        assert_close(params[name], before[name], clause="MODULE-8", what=f"{name} ({why}, .grad None) after {steps} {optimizer_name} steps", rtol=0, atol=0)
+
+
+def _fine_tuning_model(data, device) -> nn.Sequential:
+    """The seed's resnet recipe in small: a convolutional feature extractor and an `fc` head."""
+    features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return _fill(nn.Sequential(OrderedDict(features=features, fc=nn.Linear(4, 5))).to(device=device, dtype=torch.float64), data, device, label="pretrained")
+
+
+#: over which parameters the seed's fine-tuning optimizer is built
+FINE_TUNING_PARAMS = {
+    "model.fc.parameters()": lambda model: model.fc.parameters(),
+    "model.parameters()": lambda model: model.parameters(),
+}
+
+
+@pytest.mark.spec("MODULE-7", "MODULE-8")
+@pytest.mark.parametrize("over", sorted(FINE_TUNING_PARAMS))
+@pytest.mark.parametrize("form", sorted(FREEZE_FORMS))
+@given(data=st.data())
+def test_seed_fine_tuning_recipe_trains_only_the_new_head(device, form, over, data):
+    model = _fine_tuning_model(data, device)
+    for param in model.parameters():
+        FREEZE_FORMS[form](param)
+    model.fc = _fill(nn.Linear(4, 3).to(device=device, dtype=torch.float64), data, device, label="new fc")  # trainable by default
+    backbone = dict(model.features.named_parameters())
+    before = {name: p.detach().clone() for name, p in backbone.items()}
+    head_before = _snapshot(model.fc.parameters())
+    optimizer = torch.optim.SGD(FINE_TUNING_PARAMS[over](model), lr=data.draw(st.floats(1e-3, 1.0), label="lr"), momentum=0.9)
+    steps = data.draw(st.integers(1, 3), label="steps")
+    for step in range(steps):
+        images = data.draw(tensors(dtype=torch.float64, shape=st.tuples(st.integers(1, 3), st.just(3), st.integers(1, 4), st.integers(1, 4)), device=device), label=f"images {step}")
+        targets = torch.tensor(data.draw(st.lists(st.integers(0, 2), min_size=images.shape[0], max_size=images.shape[0]), label=f"targets {step}"), device=device)
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(images), targets).backward()
+        for name, param in backbone.items():
+            assert_equal(param.grad, None, clause="MODULE-7", what=f".grad of frozen features.{name} (`{form}`) after backward")
+        for name, param in model.fc.named_parameters():
+            if param.grad is None:
+                fail("MODULE-7", f".grad of the new head's fc.{name} should be a tensor after backward, but it is None")
+        optimizer.step()
+    for name, param in backbone.items():
+        assert_close(param, before[name], clause="MODULE-8", what=f"frozen features.{name} after {steps} SGD(momentum=0.9) steps over {over}", rtol=0, atol=0)
+    changed = any(not torch.equal(p, b) for p, b in zip(model.fc.parameters(), head_before))
+    assert_equal(changed, True, clause="MODULE-8", what=f"some parameter of the new head changed after {steps} steps over {over}")
+
+
+#: optimizers with weight decay -> fn(params, lr, weight_decay)
+ZERO_GRAD_OPTIMIZERS = {
+    "SGD(weight_decay)": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd),
+    "SGD(momentum, weight_decay)": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd),
+    "Adam(weight_decay)": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+    "AdamW(weight_decay)": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+}
+
+
+@pytest.mark.spec("MODULE-9")
+@pytest.mark.parametrize("optimizer_name", sorted(ZERO_GRAD_OPTIMIZERS))
+@given(data=st.data())
+def test_step_updates_a_parameter_with_a_zero_grad(device, optimizer_name, data):
+    param = nn.Parameter(data.draw(tensors(dtype=torch.float64, shape=st.tuples(st.integers(1, 4)), device=device), label="parameter"))
+    lr = data.draw(st.floats(1e-3, 1.0), label="lr")
+    wd = data.draw(st.floats(0.01, 0.5), label="weight_decay")
+    before = param.detach().clone()
+    param.grad = torch.zeros_like(param)
+    ZERO_GRAD_OPTIMIZERS[optimizer_name]([param], lr, wd).step()
+    what = f"{optimizer_name} step (lr={lr}, weight_decay={wd}) on a parameter whose .grad is zeros"
+    if optimizer_name == "SGD(weight_decay)":
+        assert_close(param, before - lr * wd * before, clause="MODULE-9", what=f"{what}: p - lr * wd * p")
+    unchanged = (param.detach() == before) & (before != 0)
+    if bool(unchanged.any()):
+        fail("MODULE-9", f"{what}: the zero gradient must not be skipped, but non-zero elements {unchanged.nonzero().flatten().tolist()} kept their values {before[unchanged].tolist()}")
+
+
+@pytest.mark.spec("MODULE-10")
+@pytest.mark.parametrize("optimizer_name", sorted(OPTIMIZERS))
+@given(data=st.data())
+def test_optimizer_over_a_subset_changes_only_that_subset(device, optimizer_name, data):
+    net = _mlp(data, device)
+    named = list(net.named_parameters())
+    held = data.draw(st.lists(st.booleans(), min_size=len(named), max_size=len(named)), label=f"held by the optimizer ({', '.join(n for n, _ in named)})")
+    assume(any(held))
+    optimizer = OPTIMIZERS[optimizer_name]([p for (_, p), h in zip(named, held) if h], data)
+    _loss(net, _batch(data, net, device)).backward()
+    before, grads = _snapshot(net.parameters()), _snapshot(p.grad for p in net.parameters())
+    optimizer.step()
+    for (name, param), h, old, grad in zip(named, held, before, grads):
+        if h:
+            continue
+        what = f"{name}, not held by the {optimizer_name} optimizer (held: {[n for (n, _), x in zip(named, held) if x]})"
+        assert_close(param, old, clause="MODULE-10", what=f"{what}: value after step()", rtol=0, atol=0)
+        assert_close(param.grad, grad, clause="MODULE-10", what=f"{what}: .grad after step()", rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- MODULE-11, -12
+
+
+@pytest.mark.spec("MODULE-11")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@given(data=st.data())
+def test_seed_sgd_step_with_lr_1_subtracts_the_gradient(device, dtype, data):
+    net = _mlp(data, device, dtype=dtype)
+    for param in net.parameters():
+        param.data.fill_(0.1)  # the seed's initialisation
+    batch = _batch(data, net, device, dtype=dtype)
+    classes = net[-1].out_features
+    targets = torch.tensor(data.draw(st.lists(st.integers(0, classes - 1), min_size=batch.shape[0], max_size=batch.shape[0]), label="targets"), device=device)
+    nn.functional.cross_entropy(net(batch), targets).backward()
+    expected = [p.detach() - p.grad for p in net.parameters()]
+    torch.optim.SGD(net.parameters(), lr=1.0).step()
+    for (name, param), want in zip(net.named_parameters(), expected):
+        assert_close(param, want, clause="MODULE-11", what=f"{name} (initialised to 0.1) after SGD(lr=1.0).step(): old - grad", **_exact_on_cpu(device))
+
+
+@pytest.mark.spec("MODULE-11")
+@given(data=st.data())
+def test_sgd_step_subtracts_lr_times_the_gradient(device, data):
+    net = _mlp(data, device)
+    _loss(net, _batch(data, net, device)).backward()
+    lr = data.draw(st.floats(1e-4, 10.0), label="lr")
+    before, grads = _snapshot(net.parameters()), _snapshot(p.grad for p in net.parameters())
+    torch.optim.SGD(net.parameters(), lr=lr).step()
+    for (name, param), old, grad in zip(net.named_parameters(), before, grads):
+        assert_close(param, old - lr * grad, clause="MODULE-11", what=f"{name} after SGD(lr={lr}).step(): old - lr * grad")
+
+
+@pytest.mark.spec("MODULE-12")
+@given(data=st.data())
+def test_manual_sgd_equals_optimizer_sgd_with_lr_over_batch_size(device, data):
+    features = data.draw(st.integers(1, 4), label="features")
+    batch_size = data.draw(st.integers(1, 10), label="batch_size")
+    lr = data.draw(st.floats(1e-3, 1.0), label="lr")
+    w = data.draw(tensors(dtype=torch.float64, shape=(features, 1), device=device, requires_grad=True), label="w")
+    b = data.draw(tensors(dtype=torch.float64, shape=(1,), device=device, requires_grad=True), label="b")
+    manual = [w, b]
+    optimized = [t.detach().clone().requires_grad_() for t in manual]
+    optimizer = torch.optim.SGD(optimized, lr=lr / batch_size)
+    epochs = data.draw(st.integers(1, 3), label="epochs")
+    for epoch in range(epochs):
+        X = data.draw(tensors(dtype=torch.float64, shape=(batch_size, features), device=device), label=f"X {epoch}")
+        y = data.draw(tensors(dtype=torch.float64, shape=(batch_size, 1), device=device), label=f"y {epoch}")
+        for params in (manual, optimized):
+            ((X @ params[0] + params[1] - y) ** 2 / 2).sum().backward()  # d2l's squared_loss, summed
+        with torch.no_grad():
+            for param in manual:
+                param -= lr * param.grad / batch_size
+                param.grad.zero_()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    for name, mine, theirs in zip(("w", "b"), manual, optimized):
+        assert_close(mine, theirs, clause="MODULE-12", what=f"{name} after {epochs} epoch(s) of `p -= lr * p.grad / batch_size` (lr={lr}, batch_size={batch_size}) vs SGD(lr=lr/batch_size)")
+
+
+# ----------------------------------------------------------------------------- MODULE-13
+
+
+@pytest.mark.spec("MODULE-13")
+@pytest.mark.parametrize("set_to_none", [True, False])
+@given(data=st.data())
+def test_zero_grad_covers_the_optimizers_or_the_modules_parameters(device, set_to_none, data):
+    net = _mlp(data, device)
+    named = list(net.named_parameters())
+    held = data.draw(st.lists(st.booleans(), min_size=len(named), max_size=len(named)), label=f"held by the optimizer ({', '.join(n for n, _ in named)})")
+    assume(any(held))
+    optimizer = torch.optim.SGD([p for (_, p), h in zip(named, held) if h], lr=0.1)
+    _loss(net, _batch(data, net, device)).backward()
+    grads = {name: p.grad.clone() for name, p in named}
+
+    def check(name: str, param: torch.Tensor, reset: bool, call: str) -> None:
+        if not reset:
+            assert_close(param.grad, grads[name], clause="MODULE-13", what=f".grad of {name}, not held by the optimizer, after {call}", rtol=0, atol=0)
+        elif set_to_none:
+            assert_equal(param.grad, None, clause="MODULE-13", what=f".grad of {name} after {call}")
+        else:
+            assert_close(param.grad, torch.zeros_like(param), clause="MODULE-13", what=f".grad of {name} after {call}", rtol=0, atol=0)
+
+    optimizer.zero_grad(set_to_none=set_to_none)
+    for (name, param), h in zip(named, held):
+        check(name, param, h, f"optimizer.zero_grad(set_to_none={set_to_none}) (held: {[n for (n, _), x in zip(named, held) if x]})")
+    net.zero_grad(set_to_none=set_to_none)
+    for name, param in named:
+        check(name, param, True, f"net.zero_grad(set_to_none={set_to_none})")
+
+
+@pytest.mark.spec("MODULE-13")
+@pytest.mark.parametrize("set_to_none", [True, False])
+@given(data=st.data())
+def test_seed_module_and_optimizer_zero_grad_agree_when_the_optimizer_holds_everything(device, set_to_none, data):
+    first = _mlp(data, device)
+    second = copy.deepcopy(first)
+    batch = _batch(data, first, device)
+    for net in (first, second):
+        _loss(net, batch).backward()
+    torch.optim.SGD(first.parameters(), lr=1.0).zero_grad(set_to_none=set_to_none)
+    second.zero_grad(set_to_none=set_to_none)
+    for (name, a), b in zip(first.named_parameters(), second.parameters()):
+        what = f"{name}.grad after optimizer.zero_grad(set_to_none={set_to_none}) vs model.zero_grad(set_to_none={set_to_none})"
+        if a.grad is None or b.grad is None:
+            assert_equal((a.grad is None, b.grad is None), (True, True), clause="MODULE-13", what=f"{what}: (is None, is None)")
+        else:
+            assert_close(a.grad, b.grad, clause="MODULE-13", what=what, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- MODULE-14
+
+LOSSES = ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss")
+
+
+def _regression(data, device):
+    batch = data.draw(st.integers(1, 6), label="batch size")
+    width = data.draw(st.integers(1, 4), label="output width")
+    features = data.draw(st.integers(1, 3), label="input features")
+    model = _fill(nn.Linear(features, width).to(device=device, dtype=torch.float64), data, device, label="model")
+    X = data.draw(tensors(dtype=torch.float64, shape=(batch, features), device=device), label="X")
+    y = data.draw(tensors(dtype=torch.float64, shape=(batch, width), device=device), label="y")
+    return model, X, y
+
+
+@pytest.mark.spec("MODULE-14")
+@pytest.mark.parametrize("loss_name", LOSSES)
+@given(data=st.data())
+def test_sum_reduction_gives_n_times_the_mean_gradients(device, loss_name, data):
+    model, X, y = _regression(data, device)
+    n = y.numel()
+    results = {}
+    for reduction in ("sum", "mean"):
+        out = model(X)
+        loss = getattr(nn, loss_name)(reduction=reduction)(out, y)
+        results[reduction] = (loss, *torch.autograd.grad(loss, [out, *model.parameters()]))
+    what = f"nn.{loss_name} on outputs of shape {tuple(y.shape)} (N = {n} elements)"
+    names = ["loss", "gradient w.r.t. the output", "gradient w.r.t. weight", "gradient w.r.t. bias"]
+    for name, total, mean in zip(names, results["sum"], results["mean"]):
+        assert_close(total, n * mean, clause="MODULE-14", what=f"{what}: {name} with reduction='sum' vs N x reduction='mean'")
+
+
+@pytest.mark.spec("MODULE-14")
+@pytest.mark.parametrize("loss_name", LOSSES)
+@given(data=st.data())
+def test_sgd_with_lr_over_n_on_sum_matches_lr_on_mean(device, loss_name, data):
+    model, X, y = _regression(data, device)
+    twin = nn.Linear(model.in_features, model.out_features).to(device=device, dtype=torch.float64)
+    twin.load_state_dict(model.state_dict())
+    lr = data.draw(st.floats(1e-3, 1.0), label="lr")
+    n = y.numel()
+    for net, reduction, rate in ((model, "mean", lr), (twin, "sum", lr / n)):
+        getattr(nn, loss_name)(reduction=reduction)(net(X), y).backward()
+        torch.optim.SGD(net.parameters(), lr=rate).step()
+    for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+        assert_close(b, a, clause="MODULE-14", what=f"{name} after SGD(lr/N={lr}/{n}) on nn.{loss_name}(reduction='sum') vs SGD(lr={lr}) on reduction='mean', outputs {tuple(y.shape)}")
+
+
+# ----------------------------------------------------------------------------- MODULE-15
+
+#: attribute kinds a user module may be given, and whether they register parameters
+ATTRIBUTE_KINDS = ("Parameter", "frozen Parameter", "plain tensor", "tensor requiring grad", "buffer", "Linear", "Sequential(Linear)")
+NAMES = ("w", "b", "alpha", "zeta", "layer1", "fc", "a", "hidden")
+
+
+def _assign(module: nn.Module, name: str, kind: str, device: str):
+    """Assign one attribute; returns the parameters it registers, as (name, tensor) pairs."""
+    if kind in ("Parameter", "frozen Parameter"):
+        param = nn.Parameter(torch.zeros(2, device=device), requires_grad=kind == "Parameter")
+        setattr(module, name, param)
+        return [(name, param)]
+    if kind in ("plain tensor", "tensor requiring grad"):
+        setattr(module, name, torch.zeros(2, device=device, requires_grad=kind == "tensor requiring grad"))
+        return []
+    if kind == "buffer":
+        module.register_buffer(name, torch.zeros(2, device=device))
+        return []
+    sub = nn.Linear(2, 2).to(device)
+    child = sub if kind == "Linear" else nn.Sequential(sub)
+    setattr(module, name, child)
+    prefix = name if kind == "Linear" else f"{name}.0"
+    return [(f"{prefix}.weight", sub.weight), (f"{prefix}.bias", sub.bias)]
+
+
+@pytest.mark.spec("MODULE-15")
+@given(data=st.data())
+def test_named_parameters_lists_registered_parameters_in_order(device, data):
+    names = data.draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=6, unique=True), label="attribute names")
+    kinds = data.draw(st.lists(st.sampled_from(ATTRIBUTE_KINDS), min_size=len(names), max_size=len(names)), label="attribute kinds")
+    module = nn.Module()
+    own, nested = [], []
+    for name, kind in zip(names, kinds):
+        registered = _assign(module, name, kind, device)
+        (own if kind.endswith("Parameter") else nested).extend(registered)
+    expected = own + nested
+    plan = ", ".join(f"{n}={k}" for n, k in zip(names, kinds))
+    actual = list(module.named_parameters())
+    assert_equal([n for n, _ in actual], [n for n, _ in expected], clause="MODULE-15", what=f"names from named_parameters() after assigning {plan}")
+    for (name, got), (_, want) in zip(actual, expected):
+        assert_equal(got is want, True, clause="MODULE-15", what=f"named_parameters()[{name!r}] is the assigned Parameter")
+    params = list(module.parameters())
+    assert_equal([id(p) for p in params], [id(p) for _, p in expected], clause="MODULE-15", what=f"identities and order of parameters() after assigning {plan}")
+
+
+def _same_submodule_twice(device):
+    layer = nn.Linear(2, 2).to(device)
+    return nn.Sequential(layer, nn.ReLU(), layer)
+
+
+def _tied_weights(device):
+    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)).to(device)
+    net[1].weight = net[0].weight
+    return net
+
+
+def _one_parameter_on_two_attributes(device):
+    module = nn.Module()
+    module.z = nn.Parameter(torch.zeros(2, device=device))
+    module.a = module.z
+    return module
+
+
+#: ways one Parameter becomes reachable under two names: name -> (build(device), the names expected)
+SHARING = {
+    "same submodule twice": (_same_submodule_twice, ["0.weight", "0.bias"]),
+    "weight tied between two Linears": (_tied_weights, ["0.weight", "0.bias", "1.bias"]),
+    "one Parameter on two attributes": (_one_parameter_on_two_attributes, ["z"]),
+}
+
+
+@pytest.mark.spec("MODULE-15")
+@pytest.mark.parametrize("sharing", sorted(SHARING))
+def test_a_shared_parameter_is_listed_once(device, sharing):
+    build, expected = SHARING[sharing]
+    module = build(device)
+    assert_equal([n for n, _ in module.named_parameters()], expected, clause="MODULE-15", what=f"names from named_parameters() with a {sharing}")
+    params = list(module.parameters())
+    assert_equal(len({id(p) for p in params}), len(params), clause="MODULE-15", what=f"parameters() has no duplicates with a {sharing}")
