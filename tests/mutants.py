@@ -9,6 +9,7 @@ it breaks: ``tests/test_mutations.py`` asserts the suite fails exactly there
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +18,7 @@ import torch
 from hypothesis import Phase, settings
 
 _grad_mode = torch.autograd.grad_mode
+_F = torch.nn.functional
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,97 @@ def _backward_ignores_inputs(mp):
     mp.setattr(torch.Tensor, "backward", backward)
 
 
+def _retain_grad_is_a_no_op(mp):
+    mp.setattr(torch.Tensor, "retain_grad", lambda self: None)
+
+
+def _non_leaf_grad_read_is_silent(mp):
+    base_grad = torch._C.TensorBase.grad
+
+    def get_grad(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return base_grad.__get__(self)
+
+    mp.setattr(torch.Tensor, "grad", property(get_grad, base_grad.__set__, base_grad.__delete__))
+
+
+def _add_on_leaf_allowed(mp):
+    original = torch.Tensor.add_
+
+    def add_(self, *args, **kwargs):
+        if self.is_leaf and self.requires_grad:
+            with torch.no_grad():  # the missing check: the write goes through unrecorded
+                return original(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
+
+    mp.setattr(torch.Tensor, "add_", add_)
+
+
+def _mul_bypasses_autograd(mp):
+    original = torch.Tensor.mul_
+
+    def mul_(self, *args, **kwargs):
+        if self.requires_grad and not self.is_leaf:
+            original(self.data, *args, **kwargs)  # neither recorded nor versioned
+            return self
+        return original(self, *args, **kwargs)
+
+    mp.setattr(torch.Tensor, "mul_", mul_)
+
+
+def _tensor_hook_return_ignored(mp):
+    original = torch.Tensor.register_hook
+
+    def register_hook(self, hook):
+        return original(self, lambda grad: (hook(grad), None)[1])  # the hook runs, its result is dropped
+
+    mp.setattr(torch.Tensor, "register_hook", register_hook)
+
+
+def _hook_handle_remove_does_nothing(mp):
+    mp.setattr(torch.utils.hooks.RemovableHandle, "remove", lambda self: None)
+
+
+def _forward_hook_return_ignored(mp):
+    original = torch.nn.Module.register_forward_hook
+
+    def register_forward_hook(self, hook, **kwargs):
+        return original(self, lambda *args: (hook(*args), None)[1], **kwargs)  # the output is never replaced
+
+    mp.setattr(torch.nn.Module, "register_forward_hook", register_forward_hook)
+
+
+def _train_does_not_recurse(mp):
+    def train(self, mode=True):
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        self.training = mode  # the children keep their mode
+        return self
+
+    mp.setattr(torch.nn.Module, "train", train)
+
+
+def _eval_freezes_parameters(mp):
+    original = torch.nn.Module.train
+
+    def train(self, mode=True):
+        for param in self.parameters():
+            param.requires_grad_(mode)
+        return original(self, mode)
+
+    mp.setattr(torch.nn.Module, "train", train)
+
+
+def _mse_sum_is_mean(mp):
+    original = _F.mse_loss
+
+    def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", **kwargs):
+        return original(input, target, size_average, reduce, "mean" if reduction == "sum" else reduction, **kwargs)
+
+    mp.setattr(_F, "mse_loss", mse_loss)
+
+
 MUTANTS = {
     m.name: m
     for m in (
@@ -219,6 +312,16 @@ MUTANTS = {
         Mutant("item_returns_float_for_integers", ("XFER-9",), "Tensor.item() of an integer tensor returns a float", _item_returns_float_for_integers),
         Mutant("backward_always_retains_graph", ("BWD-1",), "Tensor.backward() never frees the graph", _backward_always_retains_graph),
         Mutant("backward_ignores_inputs", ("BWD-7",), "Tensor.backward(inputs=...) fills every leaf's .grad", _backward_ignores_inputs),
+        Mutant("retain_grad_is_a_no_op", ("LEAF-6",), "Tensor.retain_grad() does nothing", _retain_grad_is_a_no_op),
+        Mutant("non_leaf_grad_read_is_silent", ("LEAF-5",), "reading .grad of a non-leaf does not warn", _non_leaf_grad_read_is_silent),
+        Mutant("add_on_leaf_allowed", ("INPLACE-1",), "Tensor.add_() on a leaf that requires grad writes instead of raising", _add_on_leaf_allowed),
+        Mutant("mul_bypasses_autograd", ("INPLACE-4", "INPLACE-7"), "Tensor.mul_() on a non-leaf is neither recorded nor versioned", _mul_bypasses_autograd),
+        Mutant("tensor_hook_return_ignored", ("HOOK-2", "HOOK-3"), "Tensor.register_hook ignores the hook's return value", _tensor_hook_return_ignored),
+        Mutant("hook_handle_remove_does_nothing", ("HOOK-5",), "RemovableHandle.remove() leaves the hook registered", _hook_handle_remove_does_nothing),
+        Mutant("forward_hook_return_ignored", ("HOOK-7",), "a forward hook's return value does not replace the module's output", _forward_hook_return_ignored),
+        Mutant("train_does_not_recurse", ("MODULE-1",), "Module.train()/eval() set .training on the module itself only, not its children", _train_does_not_recurse),
+        Mutant("eval_freezes_parameters", ("MODULE-2",), "Module.train(mode) also sets requires_grad=mode on every parameter", _eval_freezes_parameters),
+        Mutant("mse_sum_is_mean", ("MODULE-14",), "F.mse_loss(reduction='sum') averages instead of summing", _mse_sum_is_mean),
         Mutant("requires_grad_method_accepts_integers", ("REQGRAD-8",), "Tensor.requires_grad_() silently ignores integer tensors", _requires_grad_method_accepts_integers),
     )
 }
