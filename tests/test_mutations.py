@@ -81,3 +81,12 @@ def test_mutant_plugin_is_inert_without_a_mutant(tmp_path):
     """The baseline: the same command without --mutant passes, so failures above are the mutants'."""
     process = _run_suite(None, tmp_path / "report.json")
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-2000:]
+
+
+def test_every_spec_area_has_a_mutant():
+    """Each area's tests are shown able to fail: at least one mutant breaks one of its clauses."""
+    from conformance.specs import load_specs
+
+    areas = {clause.id.split("-")[0] for clause in load_specs().values()}
+    broken = {cid.split("-")[0] for mutant in MUTANTS.values() for cid in mutant.breaks}
+    assert areas <= broken, f"areas without a mutant: {sorted(areas - broken)}"

@@ -34,17 +34,26 @@ def _leaf(data, device, *, dtype=dtypes(REAL_DTYPES), shape=shapes(), requires_g
 LEAF_TARGETS = {"w": lambda w: w, **{name.replace("t", "w", 1): view for name, view in VIEWS.items()}}
 
 
+def _fresh_leaves(values: torch.Tensor, requires_grad: bool = True):
+    """One new leaf per in-place form, all with the drawn values: (form source, form, leaf)."""
+    for source, form in sorted(INPLACE_FORMS.items()):
+        yield source, form, values.detach().clone().requires_grad_(requires_grad)
+
+
+# Every form runs on every drawn example (a loop, not a parametrization: the
+# per-example cost is the drawing, so this keeps the default run fast).
+
+
 @pytest.mark.spec("INPLACE-1")
-@pytest.mark.parametrize("form", sorted(INPLACE_FORMS))
 @given(data=st.data())
-def test_in_place_op_on_a_leaf_requiring_grad_raises(device, form, data):
-    w = _leaf(data, device)
+def test_in_place_op_on_a_leaf_requiring_grad_raises(device, data):
+    values = _leaf(data, device)
     target_name = data.draw(st.sampled_from(sorted(LEAF_TARGETS)), label="written tensor")
-    before = w.detach().clone()
-    where = f"`{form}` in grad mode with t = {target_name}, w a leaf that requires grad"
-    with assert_raises(RuntimeError, match="leaf Variable that requires grad is being used in an in-place operation", clause="INPLACE-1", what=where):
-        INPLACE_FORMS[form].apply(LEAF_TARGETS[target_name](w))
-    assert_close(w, before, clause="INPLACE-1", what=f"w after the refused {where} (unchanged)", rtol=0, atol=0)
+    for source, form, w in _fresh_leaves(values):
+        where = f"`{source}` in grad mode with t = {target_name}, w a leaf that requires grad"
+        with assert_raises(RuntimeError, match="leaf Variable that requires grad is being used in an in-place operation", clause="INPLACE-1", what=where):
+            form.apply(LEAF_TARGETS[target_name](w))
+        assert_close(w, values, clause="INPLACE-1", what=f"w after the refused {where} (unchanged)", rtol=0, atol=0)
 
 
 GRAD_OFF = {f"torch.no_grad() as a {form}": runner for form, runner in NO_GRAD.items()}
@@ -52,22 +61,21 @@ GRAD_OFF.update({f"torch.set_grad_enabled(False) as a {form}": runner for form, 
 
 
 @pytest.mark.spec("INPLACE-2")
-@pytest.mark.parametrize("form", sorted(INPLACE_FORMS))
+@pytest.mark.parametrize("mode", sorted(GRAD_OFF))
 @given(data=st.data())
-def test_in_place_op_on_a_leaf_with_grad_mode_off_updates_it(device, form, data):
-    mode = data.draw(st.sampled_from(sorted(GRAD_OFF)), label="how grad mode is turned off")
-    w = _leaf(data, device)
-    old, storage = w.detach().clone(), w.data_ptr()
-    returned = GRAD_OFF[mode](lambda: INPLACE_FORMS[form].apply(w))
-    where = f"after `{form}` with t = w, a leaf that requires grad, under {mode}"
-    if returned is not None and returned is not w:
-        fail("INPLACE-2", f"{where}: the operation should return w itself, it returned another tensor")
-    assert_equal(w.data_ptr(), storage, clause="INPLACE-2", what=f"{where}: w.data_ptr() (same storage)")
-    equivalent = INPLACE_FORMS[form].equivalent
-    if equivalent is not None:
-        assert_close(w, equivalent(old), clause="INPLACE-2", what=f"{where}: w's values")
-    assert_requires_grad(w, True, clause="INPLACE-2", what=f"{where}: w")
-    assert_equal((w.is_leaf, w.grad_fn), (True, None), clause="INPLACE-2", what=f"{where}: (is_leaf, grad_fn) of w")
+def test_in_place_op_on_a_leaf_with_grad_mode_off_updates_it(device, mode, data):
+    values = _leaf(data, device)
+    for source, form, w in _fresh_leaves(values):
+        storage = w.data_ptr()
+        returned = GRAD_OFF[mode](lambda: form.apply(w))
+        where = f"after `{source}` with t = w, a leaf that requires grad, under {mode}"
+        if returned is not None and returned is not w:
+            fail("INPLACE-2", f"{where}: the operation should return w itself, it returned another tensor")
+        assert_equal(w.data_ptr(), storage, clause="INPLACE-2", what=f"{where}: w.data_ptr() (same storage)")
+        if form.equivalent is not None:
+            assert_close(w, form.equivalent(values), clause="INPLACE-2", what=f"{where}: w's values")
+        assert_requires_grad(w, True, clause="INPLACE-2", what=f"{where}: w")
+        assert_equal((w.is_leaf, w.grad_fn), (True, None), clause="INPLACE-2", what=f"{where}: (is_leaf, grad_fn) of w")
 
 
 # ----------------------------------------------------------------------------- INPLACE-3
@@ -112,26 +120,27 @@ def test_rebinding_to_an_out_of_place_result_leaves_the_original_unchanged(devic
 
 
 @pytest.mark.spec("INPLACE-4")
-@pytest.mark.parametrize("form", sorted(INPLACE_FORMS))
 @given(data=st.data())
-def test_in_place_ops_increment_the_version_shared_by_views(device, form, data):
+def test_in_place_ops_increment_the_version_shared_by_views(device, data):
     kind = data.draw(st.sampled_from(["a tensor that does not require grad", "a non-leaf that requires grad"]), label="t is")
-    t = _leaf(data, device, requires_grad=kind != "a tensor that does not require grad")
-    if t.requires_grad:
-        t = t * 1
+    values = _leaf(data, device, requires_grad=False)
     view_name = data.draw(st.sampled_from(sorted(VIEWS)), label="view v of t")
-    view = VIEWS[view_name](t)
-    writer_name, writer = data.draw(st.sampled_from([("t", t), ("v", view)]), label="written tensor")
-    versions = (t._version, view._version)
-    INPLACE_FORMS[form].apply(writer)
-    where = f"after `{form}` on {writer_name} (t {kind}, v = {view_name})"
-    if writer._version <= versions[0 if writer is t else 1]:
-        fail("INPLACE-4", f"{where}: {writer_name}._version should grow, it stayed {writer._version}")
-    assert_equal(t._version, view._version, clause="INPLACE-4", what=f"{where}: t._version vs v._version (one shared counter)")
-    if form in DETERMINISTIC_FORMS:
-        version = t._version
-        DETERMINISTIC_FORMS[form].equivalent(t)
-        assert_equal(t._version, version, clause="INPLACE-4", what=f"t._version after the out-of-place equivalent of `{form}`")
+    writer_name = data.draw(st.sampled_from(["t", "v"]), label="written tensor")
+    for source, form, t in _fresh_leaves(values, requires_grad=kind != "a tensor that does not require grad"):
+        if t.requires_grad:
+            t = t * 1
+        view = VIEWS[view_name](t)
+        writer = t if writer_name == "t" else view
+        before = writer._version
+        form.apply(writer)
+        where = f"after `{source}` on {writer_name} (t {kind}, v = {view_name})"
+        if writer._version <= before:
+            fail("INPLACE-4", f"{where}: {writer_name}._version should grow, it stayed {writer._version}")
+        assert_equal(t._version, view._version, clause="INPLACE-4", what=f"{where}: t._version vs v._version (one shared counter)")
+        if form.equivalent is not None:
+            version = t._version
+            form.equivalent(t)
+            assert_equal(t._version, version, clause="INPLACE-4", what=f"t._version after the out-of-place equivalent of `{source}`")
 
 
 # ----------------------------------------------------------------------------- INPLACE-5, -6
@@ -257,18 +266,20 @@ def _gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.spec("INPLACE-7")
-@pytest.mark.parametrize("form", sorted(DETERMINISTIC_FORMS))
 @given(data=st.data())
-def test_in_place_op_on_a_non_leaf_is_differentiated_like_its_out_of_place_form(device, form, data):
-    x = _leaf(data, device, dtype=torch.float64)
-    weights = data.draw(tensors(dtype=torch.float64, shape=x.shape, device=device), label="weights of the loss")
-    y = x * 1.5
-    DETERMINISTIC_FORMS[form].apply(y)
-    if y.is_leaf or not y.requires_grad:
-        fail("INPLACE-7", f"y = x * 1.5 after `{form}` should still be a non-leaf that requires grad, got is_leaf={y.is_leaf}, requires_grad={y.requires_grad}")
-    got = _gradient((y * weights).sum(), x)
-    expected = _gradient((DETERMINISTIC_FORMS[form].equivalent(x * 1.5) * weights).sum(), x)
-    assert_close(got, expected, clause="INPLACE-7", what=f"x.grad through `{form}` on t = x * 1.5, vs its out-of-place form")
+def test_in_place_op_on_a_non_leaf_is_differentiated_like_its_out_of_place_form(device, data):
+    values = _leaf(data, device, dtype=torch.float64)
+    weights = data.draw(tensors(dtype=torch.float64, shape=values.shape, device=device), label="weights of the loss")
+    for source, form, x in _fresh_leaves(values):
+        if form.equivalent is None:
+            continue
+        y = x * 1.5
+        form.apply(y)
+        if y.is_leaf or not y.requires_grad:
+            fail("INPLACE-7", f"y = x * 1.5 after `{source}` should still be a non-leaf that requires grad, got is_leaf={y.is_leaf}, requires_grad={y.requires_grad}")
+        got = _gradient((y * weights).sum(), x)
+        expected = _gradient((form.equivalent(x * 1.5) * weights).sum(), x)
+        assert_close(got, expected, clause="INPLACE-7", what=f"x.grad through `{source}` on t = x * 1.5, vs its out-of-place form")
 
 
 #: views of a base that writes can go through: name -> (view, rebuild(base, new view values) out of place, applies(shape))
