@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
+from conformance.assertions import assert_close, assert_equal, assert_raises, assert_succeeds
 from conformance.graphs import graphs
 from conformance.strategies import tensors
 

@@ -27,12 +27,6 @@ from conformance.strategies import DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, NON_D
 NODE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*Backward[0-9]+$")
 
 
-def _values_requiring_grad(graph: Graph) -> list[tuple[int, torch.Tensor]]:
-    """(index, value) of every step output that is a non-leaf, i.e. was recorded."""
-    values = graph.run()
-    return [(i, v) for i, v in enumerate(values) if i >= len(graph.leaves) and not v.is_leaf]
-
-
 def _reachable_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
     """The ``variable`` of every accumulation node reachable through ``next_functions``."""
     found, seen, stack = [], set(), [tensor.grad_fn]
@@ -45,6 +39,11 @@ def _reachable_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
             found.append(node.variable)
         stack.extend(next_node for next_node, _ in node.next_functions)
     return found
+
+
+def _leaf_names(graph: Graph, tensors: list[torch.Tensor]) -> list[str]:
+    """``t<i>`` for each leaf of ``graph`` among ``tensors`` (by identity)."""
+    return sorted(f"t{i}" for i, leaf in enumerate(graph.leaves) if any(leaf is t for t in tensors))
 
 
 # ----------------------------------------------------------------------------- LEAF-1
@@ -104,13 +103,14 @@ def test_next_functions_lead_back_to_exactly_the_leaves_requiring_grad(device, d
             continue
         reached = _reachable_leaves(value)
         expected = [graph.leaves[i] for i in sorted(graph.leaves_behind(index)) if graph.leaves[i].requires_grad]
-        names = lambda tensors: sorted(f"t{j}" for j, leaf in enumerate(graph.leaves) if any(leaf is t for t in tensors))  # noqa: E731
         strangers = [t for t in reached if not any(t is leaf for leaf in graph.leaves)]
-        if names(reached) != names(expected) or strangers:
+        if _leaf_names(graph, reached) != _leaf_names(graph, expected) or strangers:
             fail(
                 "LEAF-3",
-                f"from t{index}.grad_fn, next_functions should reach the leaves {names(expected)} (those requiring grad it was "
-                f"computed from), but reach {names(reached)}" + (f" and {len(strangers)} tensor(s) that are not leaves of the program" if strangers else "") + f"\n{graph!r}",
+                f"from t{index}.grad_fn, next_functions should reach the leaves {_leaf_names(graph, expected)} (those requiring grad "
+                f"it was computed from), but reach {_leaf_names(graph, reached)}"
+                + (f" and {len(strangers)} tensor(s) that are not leaves of the program" if strangers else "")
+                + f"\n{graph!r}",
             )
 
 
