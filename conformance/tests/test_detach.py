@@ -9,17 +9,20 @@ from hypothesis import strategies as st
 
 from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
 from conformance.graphs import graphs
+from conformance.inplace_ops import DETERMINISTIC_FORMS
 from conformance.strategies import tensors
 
-#: how a detached tensor (or .data) is changed in place: name -> fn(tensor) returning the expected new values
-IN_PLACE = {
-    "zero_()": lambda t: (t.zero_(), torch.zeros_like(t))[1],
-    "fill_(1.5)": lambda t: (t.fill_(1.5), torch.full_like(t, 1.5))[1],
-    "add_(1)": lambda t: (lambda new: (t.add_(1), new)[1])(t + 1),
-    "mul_(-2)": lambda t: (lambda new: (t.mul_(-2), new)[1])(t * -2),
-    "copy_(other)": lambda t: (lambda other: (t.copy_(other), other)[1])(torch.linspace(-1, 1, t.numel(), dtype=t.dtype, device=t.device).reshape(t.shape)),
-    "[...] = 3": lambda t: (t.__setitem__(Ellipsis, 3.0), torch.full_like(t, 3.0))[1],
-}
+#: how a detached tensor (or .data) is changed in place (conformance/inplace_ops.py)
+UPDATES = ("t.zero_()", "t.fill_(1.5)", "t.add_(1)", "t.mul_(2)", "t.copy_(src)", "t[...] = 1.5")
+
+
+def _update(source: str, t: torch.Tensor) -> torch.Tensor:
+    """Apply the in-place form ``source`` to ``t``; return the values it should now hold."""
+    form = DETERMINISTIC_FORMS[source]
+    expected = form.equivalent(t.detach().clone())
+    form.apply(t)
+    return expected
+
 
 #: consumers of b that save b for backward
 SAVES_INPUT = {
@@ -46,13 +49,13 @@ def _intermediate(data, device):
 
 @pytest.mark.spec("DETACH-1")
 @pytest.mark.parametrize("alias", sorted(ALIASES))
-@pytest.mark.parametrize("update", sorted(IN_PLACE))
+@pytest.mark.parametrize("update", UPDATES)
 @given(data=st.data())
 def test_detach_and_data_share_storage(device, alias, update, data):
     _, b = _intermediate(data, device)
     view = ALIASES[alias](b)
-    expected = IN_PLACE[update](view)
-    assert_close(b, expected, clause="DETACH-1", what=f"the original after `b.{alias}.{update}`" if not update.startswith("[") else f"the original after `b.{alias}{update}`")
+    expected = _update(update, view)
+    assert_close(b, expected, clause="DETACH-1", what=f"the original b after `{update}` with t = b.{alias}")
     with torch.no_grad():
         b.mul_(3)
     assert_close(view, expected * 3, clause="DETACH-1", what=f"`b.{alias}` after the original was multiplied by 3 in place")
@@ -73,33 +76,33 @@ def test_detach_and_data_are_leaves_that_do_not_require_grad(device, alias, data
 
 
 @pytest.mark.spec("DETACH-3")
-@pytest.mark.parametrize("update", sorted(IN_PLACE))
+@pytest.mark.parametrize("update", UPDATES)
 @given(data=st.data())
 def test_in_place_change_through_detach_raises_at_backward(device, update, data):
     _, b = _intermediate(data, device)
     consumer = data.draw(st.sampled_from(sorted(SAVES_INPUT)), label="consumer saving b")
     loss = SAVES_INPUT[consumer](b).mean()
     version = b._version
-    IN_PLACE[update](b.detach())
+    _update(update, b.detach())
     if b._version <= version:
-        fail("DETACH-3", f"b._version should grow after `b.detach().{update}` (the counter is shared), it stayed {b._version}")
-    with assert_raises(RuntimeError, match="modified by an inplace operation", clause="DETACH-3", what=f"backward of mean({consumer}) after `b.detach().{update}`"):
+        fail("DETACH-3", f"b._version should grow after `{update}` with t = b.detach() (the counter is shared), it stayed {b._version}")
+    with assert_raises(RuntimeError, match="modified by an inplace operation", clause="DETACH-3", what=f"backward of mean({consumer}) after `{update}` with t = b.detach()"):
         loss.backward()
 
 
 @pytest.mark.spec("DETACH-4")
-@pytest.mark.parametrize("update", sorted(IN_PLACE))
+@pytest.mark.parametrize("update", UPDATES)
 @given(data=st.data())
 def test_in_place_change_through_data_is_silently_used(device, update, data):
     a, b = _intermediate(data, device)
     loss = (b * b).mean()
     version = b._version
-    new_values = IN_PLACE[update](b.data)
-    assert_equal(b._version, version, clause="DETACH-4", what=f"b._version after `b.data.{update}` (not tracked)")
-    with assert_succeeds(clause="DETACH-4", what=f"backward after `b.data.{update}`"):
+    new_values = _update(update, b.data)
+    assert_equal(b._version, version, clause="DETACH-4", what=f"b._version after `{update}` with t = b.data (not tracked)")
+    with assert_succeeds(clause="DETACH-4", what=f"backward after `{update}` with t = b.data"):
         loss.backward()
     # d mean(b*b) / da = 2 b / n with db/da = 1, evaluated at the *changed* b
-    assert_close(a.grad, 2 * new_values / b.numel(), clause="DETACH-4", what=f"a.grad after `b.data.{update}` (computed from the changed values)")
+    assert_close(a.grad, 2 * new_values / b.numel(), clause="DETACH-4", what=f"a.grad after `{update}` with t = b.data (computed from the changed values)")
 
 
 @pytest.mark.spec("DETACH-4")
