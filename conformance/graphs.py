@@ -25,7 +25,7 @@ from hypothesis.strategies import SearchStrategy
 from .ops import OPS, Op, OpForm
 from .strategies import as_strategy, broadcastable_shapes, shapes, tensors
 
-__all__ = ["GRAPH_DTYPES", "Graph", "Step", "graphs"]
+__all__ = ["GRAPH_DTYPES", "Graph", "Step", "graphs", "recorded_leaves"]
 
 #: Dtypes random graphs are drawn in: every registry op supports them on every
 #: device and torch version the suite targets (half precision CPU kernels were
@@ -146,3 +146,17 @@ def graphs(
         values.append(form(*(values[i] for i in operands)))
         graph.steps.append(Step(form, operands))
     return graph
+
+
+def recorded_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """The leaves autograd recorded behind ``tensor``: the ``variable`` of every accumulation node reachable through ``next_functions``."""
+    found, seen, stack = [], set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):  # an AccumulateGrad node
+            found.append(node.variable)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return found

@@ -17,6 +17,8 @@ import pytest
 import torch
 from hypothesis import Phase, settings
 
+from conformance.graphs import recorded_leaves
+
 _grad_mode = torch.autograd.grad_mode
 _F = torch.nn.functional
 
@@ -115,24 +117,11 @@ def _requires_grad_method_accepts_integers(mp):
     mp.setattr(torch.Tensor, "requires_grad_", requires_grad_)
 
 
-def _graph_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
-    leaves, seen, stack = [], set(), [tensor.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        if hasattr(node, "variable"):  # AccumulateGrad
-            leaves.append(node.variable)
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return leaves
-
-
 def _backward_overwrites_grad(mp):
     original = torch.Tensor.backward
 
     def backward(self, *args, **kwargs):
-        for leaf in _graph_leaves(self):
+        for leaf in recorded_leaves(self):
             leaf.grad = None  # overwrite instead of accumulate
         return original(self, *args, **kwargs)
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from conformance.graphs import GRAPH_DTYPES, Graph, graphs
+from conformance.graphs import GRAPH_DTYPES, Graph, graphs, recorded_leaves
 from conformance.ops import ops_by_name
 from conformance.strategies import (
     COMPLEX_DTYPES,
@@ -224,3 +224,12 @@ def test_graph_leaves_behind_agrees_with_autograd(graph):
             continue
         grads = torch.autograd.grad(value.sum(), graph.leaves, allow_unused=True, retain_graph=True)
         assert {i for i, g in enumerate(grads) if g is not None} == set(behind), graph
+
+
+@FAST
+@given(graphs(requires_grad=st.booleans()))
+def test_recorded_leaves_are_the_leaves_requiring_grad_behind_the_output(graph):
+    output = graph.output()
+    expected = [graph.leaves[i] for i in graph.leaves_behind(graph.n_values - 1) if graph.leaves[i].requires_grad]
+    found = recorded_leaves(output)
+    assert len(found) == len(expected) and all(any(f is e for e in expected) for f in found), graph

@@ -21,24 +21,10 @@ from conformance.assertions import (
     fail,
 )
 from conformance.factories import FACTORIES
-from conformance.graphs import Graph, graphs
+from conformance.graphs import Graph, graphs, recorded_leaves
 from conformance.strategies import DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, NON_DIFFERENTIABLE_DTYPES, dtypes, shapes, tensors
 
 NODE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*Backward[0-9]+$")
-
-
-def _reachable_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:
-    """The ``variable`` of every accumulation node reachable through ``next_functions``."""
-    found, seen, stack = [], set(), [tensor.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        if hasattr(node, "variable"):
-            found.append(node.variable)
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return found
 
 
 def _leaf_names(graph: Graph, tensors: list[torch.Tensor]) -> list[str]:
@@ -101,7 +87,7 @@ def test_next_functions_lead_back_to_exactly_the_leaves_requiring_grad(device, d
     for index, value in enumerate(graph.run()):
         if value.is_leaf:
             continue
-        reached = _reachable_leaves(value)
+        reached = recorded_leaves(value)
         expected = [graph.leaves[i] for i in sorted(graph.leaves_behind(index)) if graph.leaves[i].requires_grad]
         strangers = [t for t in reached if not any(t is leaf for leaf in graph.leaves)]
         if _leaf_names(graph, reached) != _leaf_names(graph, expected) or strangers:

@@ -432,14 +432,19 @@ def test_step_updates_a_parameter_with_a_zero_grad(device, optimizer_name, data)
         fail("MODULE-9", f"{what}: the zero gradient must not be skipped, but non-zero elements {unchanged.nonzero().flatten().tolist()} kept their values {before[unchanged].tolist()}")
 
 
+def _draw_held(data, named: list) -> list[bool]:
+    """Which of the named parameters an optimizer holds: at least one."""
+    label = f"held by the optimizer ({', '.join(n for n, _ in named)})"
+    return data.draw(st.lists(st.booleans(), min_size=len(named), max_size=len(named)).filter(any), label=label)
+
+
 @pytest.mark.spec("MODULE-10")
 @pytest.mark.parametrize("optimizer_name", sorted(OPTIMIZERS))
 @given(data=st.data())
 def test_optimizer_over_a_subset_changes_only_that_subset(device, optimizer_name, data):
     net = _mlp(data, device)
     named = list(net.named_parameters())
-    held = data.draw(st.lists(st.booleans(), min_size=len(named), max_size=len(named)), label=f"held by the optimizer ({', '.join(n for n, _ in named)})")
-    assume(any(held))
+    held = _draw_held(data, named)
     optimizer = OPTIMIZERS[optimizer_name]([p for (_, p), h in zip(named, held) if h], data)
     _loss(net, _batch(data, net, device)).backward()
     before, grads = _snapshot(net.parameters()), _snapshot(p.grad for p in net.parameters())
@@ -520,8 +525,7 @@ def test_manual_sgd_equals_optimizer_sgd_with_lr_over_batch_size(device, data):
 def test_zero_grad_covers_the_optimizers_or_the_modules_parameters(device, set_to_none, data):
     net = _mlp(data, device)
     named = list(net.named_parameters())
-    held = data.draw(st.lists(st.booleans(), min_size=len(named), max_size=len(named)), label=f"held by the optimizer ({', '.join(n for n, _ in named)})")
-    assume(any(held))
+    held = _draw_held(data, named)
     optimizer = torch.optim.SGD([p for (_, p), h in zip(named, held) if h], lr=0.1)
     _loss(net, _batch(data, net, device)).backward()
     grads = {name: p.grad.clone() for name, p in named}
