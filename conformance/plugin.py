@@ -16,10 +16,12 @@ import torch
 
 from . import __version__, profiles, state
 from .devices import DEFAULT_DEVICES, probe, resolve_requested
-from .report import TestRecord, build_report, clause_outcomes, verdict_on_device, write_json_atomically
+from .expectations import DEFAULT_EXPECTATIONS, Expectation, ExpectationsError, load_expectations
+from .report import TestRecord, build_report, clause_outcomes, tally, write_json_atomically
 from .specs import SpecError, SpecRegistry, load_specs
 
 SPEC_MARKER = "spec"
+DEFAULT_REPORT = "conformance-report.json"
 _PACKAGE_TESTS = Path(__file__).resolve().parent / "tests"
 
 
@@ -46,7 +48,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--conformance-report",
         metavar="PATH",
-        help="write a JSON report of every clause's outcome per device to PATH",
+        default=DEFAULT_REPORT,
+        help=f"where to write the JSON report of every clause's outcome per device "
+        f"(default: {DEFAULT_REPORT} in the directory pytest starts in; an empty value writes none). "
+        "Schema: docs/report-schema.md",
+    )
+    group.addoption(
+        "--expectations",
+        metavar="PATH",
+        help="TOML file of known failures per torch version and device, reported as 'known failure' "
+        "instead of failing the run (default: the suite's own conformance/expectations.toml, "
+        "unless --specs-dir points at other specs; an empty value reads none)",
     )
     parser.addini(
         "conformance_testpaths",
@@ -69,8 +81,13 @@ class ConformanceRun:
     profile: str
     clause_filter: frozenset[str]
     conformance_roots: list[Path]
+    expectations: list[Expectation] = field(default_factory=list)  # those in force for this torch
+    expectations_path: Path | None = None
+    seed: object = None
     records: dict[str, TestRecord] = field(default_factory=dict)
     citations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    expected_failures: dict[Expectation, list[str]] = field(default_factory=lambda: defaultdict(list))
+    report_path: Path | None = None
 
     def is_conformance_test(self, item: pytest.Item) -> bool:
         path = Path(str(item.path)).resolve()
@@ -105,12 +122,38 @@ class ConformanceRun:
             callspec = getattr(item, "callspec", None)
             device_name = callspec.params.get("device") if callspec else None
             self.records[item.nodeid] = TestRecord(item.nodeid, clause_ids, device_name)
+            if not excluded:
+                self._mark_expected_failures(item, clause_ids, device_name)
             keep.append(item)
         if problems:
             raise pytest.UsageError("invalid clause citations:\n  " + "\n  ".join(problems))
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = keep
+
+    def _mark_expected_failures(self, item: pytest.Item, clause_ids: tuple[str, ...], device_name: str | None) -> None:
+        matching = [e for e in self.expectations if e.matches(item.nodeid, clause_ids, device_name)]
+        for expectation in matching:
+            self.expected_failures[expectation].append(item.nodeid)
+        if matching:
+            reason = "; ".join(f"{e.clause} expected to fail: {e.reason} [{e.source}]" for e in matching)
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
+
+    def stale_expectations(self) -> list[tuple[Expectation, str]]:
+        """Entries in force that matched no failing test: ``(entry, why it is stale)``."""
+        stale = []
+        for expectation in self.expectations:
+            if self.clause_filter and expectation.clause not in self.clause_filter:
+                continue  # its tests were not selected: nothing to say
+            matched = [self.records[n] for n in self.expected_failures.get(expectation, []) if n in self.records]
+            outcomes = {record.outcome for record in matched}
+            if expectation.devices and not set(expectation.devices) & set(self.devices):
+                continue  # none of its devices is in this run
+            if not matched:
+                stale.append((expectation, "it matches no collected test"))
+            elif "known failure" not in outcomes and "passed" in outcomes:
+                stale.append((expectation, "its tests passed: the failure is gone, remove the entry"))
+        return stale
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = self.records.get(report.nodeid)
@@ -121,7 +164,7 @@ class ConformanceRun:
                 record.outcome = "failed" if report.when == "call" else "error"
                 record.message = _failure_message(report)
         elif report.skipped and hasattr(report, "wasxfail"):
-            record.outcome = "xfailed"
+            record.outcome = "known failure"
             record.message = report.wasxfail
         elif report.skipped:
             if record.outcome == "not run":
@@ -131,49 +174,77 @@ class ConformanceRun:
         elif report.when == "call" and record.outcome == "not run":
             record.outcome = "passed"
 
+    def expectations_summary(self) -> dict:
+        return {
+            "path": str(self.expectations_path) if self.expectations_path else None,
+            "applied": [
+                {**e.to_json(), "source": e.source, "matched": self.expected_failures.get(e, [])} for e in self.expectations
+            ],
+            "stale": [{**e.to_json(), "source": e.source, "why": why} for e, why in self.stale_expectations()],
+        }
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         path = session.config.getoption("conformance_report")
         if exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
             self.records.clear()  # the run never started: no report, no summary that reads as outcomes
             return
-        if path:
-            report = build_report(self.registry, self.records.values(), devices=self.devices, profile=self.profile)
-            report["exit_status"] = int(exitstatus)
-            write_json_atomically(Path(path), report)
+        if path and self.records:
+            report = build_report(
+                self.registry,
+                self.records.values(),
+                devices=self.devices,
+                profile=self.profile,
+                seed=self.seed,
+                exit_status=int(exitstatus),
+                expectations=self.expectations_summary(),
+            )
+            target = Path(path)
+            if not target.is_absolute():
+                target = session.config.invocation_params.dir / target
+            write_json_atomically(target, report)
+            self.report_path = target
 
     def pytest_terminal_summary(self, terminalreporter, config: pytest.Config) -> None:
         if not self.records:
             return
-        outcomes = clause_outcomes(self.registry, self.records.values())
+        outcomes = clause_outcomes(self.registry, self.records.values(), self.devices)
         write = terminalreporter.write_line
         terminalreporter.section("autograd conformance")
         for cid, per_device in outcomes.items():
             for device_name, result in per_device.items():
                 if result["outcome"] == "known failure":
-                    write(f"KNOWN FAILURE {cid} [{device_name}] {result['message']}", yellow=True)
+                    write(f"KNOWN FAILURE {cid} [{device_name}] {result['reason']}", yellow=True)
                 if result["outcome"] == "failed":
                     clause = self.registry[cid]
                     first_line = (result["message"].strip().splitlines() or [""])[0]
                     write(f"VIOLATED {cid} [{device_name}] {clause.title} ({clause.location})", red=True, bold=True)
                     write(f"    {first_line}")
+        for expectation, why in self.stale_expectations():
+            write(f"STALE EXPECTATION {expectation.describe()}: {why}", yellow=True)
         uncited = [cid for cid in self.registry if cid not in self.citations]
         if uncited:
             listing = ", ".join(uncited) if len(uncited) <= 10 or config.option.verbose > 0 else "(-v lists them)"
             write(f"clauses cited by no collected test: {len(uncited)}: {listing}", yellow=True)
         write(f"clauses on torch {torch.__version__}:")
+        verdicts = []
         for device_name in self.devices:
             status = probe(device_name)
             if not status.available:
                 write(f"  {device_name}: skipped ({status.reason})", yellow=True)
                 continue
-            tally: dict[str, int] = defaultdict(int)
-            for per_device in outcomes.values():
-                verdict = verdict_on_device(per_device, device_name)
-                if verdict is not None:
-                    tally[verdict] += 1
-            failed = tally.get("failed", 0) > 0
-            summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(tally.items()))
+            counts = tally(outcomes, device_name)
+            failed = counts.get("failed", 0) > 0
+            summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
             write(f"  {device_name}: {summary}", red=failed, green=not failed)
+            verdicts.append((device_name, failed, counts.get("failed", 0)))
+        if self.report_path is not None:
+            write(f"report: {self.report_path} (python -m conformance summary {self.report_path})")
+        violated = [f"{n} clause{'s' if n != 1 else ''} on {name}" for name, failed, n in verdicts if failed]
+        tested_on = ", ".join(name for name, _, _ in verdicts) or "no device"
+        if violated:
+            write(f"VERDICT: torch {torch.__version__} VIOLATES the spec: {'; '.join(violated)}", red=True, bold=True)
+        else:
+            write(f"VERDICT: torch {torch.__version__} conforms on {tested_on}", green=True, bold=True)
 
 
 def _failure_message(report: pytest.TestReport) -> str:
@@ -239,10 +310,36 @@ def pytest_configure(config: pytest.Config) -> None:
     if unknown:
         raise pytest.UsageError(f"--clause names unknown clause ID(s): {', '.join(unknown)}")
 
+    expectations_path = _expectations_path(config)
+    try:
+        expectations = load_expectations(expectations_path, registry) if expectations_path else []
+    except ExpectationsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
     roots = [Path(p).resolve() for p in config.getini("conformance_testpaths")] or [_PACKAGE_TESTS]
-    run = ConformanceRun(registry, devices, explicit, profile, clause_filter, roots)
+    run = ConformanceRun(
+        registry,
+        devices,
+        explicit,
+        profile,
+        clause_filter,
+        roots,
+        expectations=[e for e in expectations if e.in_force(torch.__version__)],
+        expectations_path=expectations_path,
+        seed=config.getoption("--hypothesis-seed", None),
+    )
     config.stash[_RUN] = run
     config.pluginmanager.register(run, "autograd-conformance-run")
+
+
+def _expectations_path(config: pytest.Config) -> Path | None:
+    value = config.getoption("expectations")
+    if value is None:  # the suite's own known failures go with the suite's own specs
+        return None if config.getoption("specs_dir") else DEFAULT_EXPECTATIONS
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else config.invocation_params.dir / path
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -1,18 +1,21 @@
 """Clause-by-clause outcomes of a run, and the JSON report built from them.
 
-A clause's outcome on a device is
+The report's layout is documented in ``docs/report-schema.md`` (schema version
+:data:`REPORT_SCHEMA_VERSION`); change that document with this module.
 
-* ``failed``  -- at least one of its tests failed or errored there;
-* ``known failure`` -- none failed, but one is an expected failure (``xfail``)
-  whose reason names a known torch defect: the clause does *not* fully hold;
-* ``passed``  -- at least one passed and none failed or was an expected failure;
+A clause's outcome on a device (worst first, see :data:`OUTCOMES`):
+
+* ``failed`` -- a test of the clause failed or errored there;
+* ``known failure`` -- a test failed, but the expectations file lists it;
 * ``skipped`` -- all its tests were skipped (e.g. the device is absent);
+* ``untested`` -- none of its tests ran (deselected, interrupted);
 * ``not applicable`` -- its version range excludes the installed torch;
-* ``untested`` -- none of its tests ran (deselected, interrupted).
+* ``passed`` -- at least one test passed and none failed.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
@@ -20,29 +23,31 @@ import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import hypothesis
 import torch
 
 from . import __version__
+from .devices import DeviceStatus, probe
+from .report_io import OUTCOMES, REPORT_SCHEMA, REPORT_SCHEMA_VERSION  # the reader owns the schema constants
 from .specs import Clause
 
 __all__ = [
     "DEVICE_INDEPENDENT",
+    "OUTCOMES",
+    "REPORT_SCHEMA",
     "REPORT_SCHEMA_VERSION",
     "TestRecord",
     "build_report",
     "clause_outcomes",
-    "verdict_on_device",
-    "worst_outcome",
+    "collect_environment",
+    "tally",
     "write_json_atomically",
 ]
 
-REPORT_SCHEMA_VERSION = 1
-#: the device key of tests without a ``device`` argument (pure Python-level behaviour)
-DEVICE_INDEPENDENT = "any"
-OUTCOME_ORDER = ("failed", "known failure", "skipped", "untested", "not applicable", "passed")  # worst first
+#: the ``device`` of tests without a ``device`` argument (behaviour that does not depend on one)
+DEVICE_INDEPENDENT = None
 
 
 @dataclass
@@ -50,92 +55,164 @@ class TestRecord:
     nodeid: str
     clauses: tuple[str, ...]
     device: str | None
-    outcome: str = "not run"  # passed | failed | error | skipped | xfailed | not run
+    outcome: str = "not run"  # passed | failed | error | skipped | known failure | not run
     message: str = ""
 
 
+def _outcome_of(records: list[TestRecord]) -> tuple[str, str, str]:
+    """``(outcome, reason, message)`` of one clause on one device, from the tests behind it."""
+    failing = [r for r in records if r.outcome in ("failed", "error")]
+    if failing:
+        return "failed", "", failing[0].message
+    known = [r for r in records if r.outcome == "known failure"]
+    if known:
+        return "known failure", known[0].message, ""
+    if any(r.outcome == "passed" for r in records):
+        return "passed", "", ""
+    skipped = [r for r in records if r.outcome == "skipped"]
+    if records and len(skipped) == len(records):
+        return "skipped", skipped[0].message, ""
+    return "untested", "", ""
+
+
 def clause_outcomes(
-    clauses: Mapping[str, Clause], records: Iterable[TestRecord], torch_version: str = torch.__version__
+    clauses: Mapping[str, Clause],
+    records: Iterable[TestRecord],
+    devices: Iterable[str],
+    *,
+    torch_version: str = torch.__version__,
+    device_status: Callable[[str], DeviceStatus] = probe,
 ) -> dict[str, dict[str, dict]]:
-    """``{clause id: {device: {"outcome", "tests", "message"}}}``; devices with no test are absent."""
-    by_clause: dict[str, dict[str, list[TestRecord]]] = defaultdict(lambda: defaultdict(list))
+    """``{clause id: {device: outcome record}}`` for every clause, over the run's devices.
+
+    A device's record is built from the clause's tests on that device plus its
+    device-independent tests; a device with neither has no record. On an
+    unavailable device the clause is ``skipped`` with the device's reason, even
+    when device-independent tests of it passed: nothing ran there.
+    """
+    by_clause: dict[str, dict[str | None, list[TestRecord]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         for cid in record.clauses:
-            by_clause[cid][record.device or DEVICE_INDEPENDENT].append(record)
+            by_clause[cid][record.device].append(record)
     result: dict[str, dict[str, dict]] = {}
     for cid, clause in clauses.items():
-        per_device = {}
-        for device_name, device_records in sorted(by_clause.get(cid, {}).items()):
-            outcomes = [r.outcome for r in device_records]
-            failing = [r for r in device_records if r.outcome in ("failed", "error")]
-            known = [r for r in device_records if r.outcome == "xfailed"]
-            skipped = [r for r in device_records if r.outcome == "skipped"]
+        tests_by_device = by_clause.get(cid, {})
+        shared = tests_by_device.get(DEVICE_INDEPENDENT, [])
+        per_device: dict[str, dict] = {}
+        for device_name in devices:
+            behind = tests_by_device.get(device_name, []) + shared
+            if not behind:
+                continue
+            status = device_status(device_name)
             if not clause.applies_to(torch_version):
-                outcome = "not applicable"
-            elif failing:
-                outcome = "failed"
-            elif known:
-                outcome = "known failure"
-            elif "passed" in outcomes:
-                outcome = "passed"
-            elif outcomes and len(skipped) == len(outcomes):
-                outcome = "skipped"
+                outcome, reason, message = (
+                    "not applicable",
+                    f"{cid} applies to torch {clause.versions}, this is torch {torch_version}",
+                    "",
+                )
+            elif not status.available:
+                outcome, reason, message = "skipped", status.reason, ""
             else:
-                outcome = "untested"
+                outcome, reason, message = _outcome_of(behind)
             per_device[device_name] = {
                 "outcome": outcome,
-                "tests": [r.nodeid for r in device_records],
-                "message": next((r.message for r in failing + known + skipped), ""),
+                "reason": reason,
+                "message": message,
+                "tests": [r.nodeid for r in behind],
             }
         result[cid] = per_device
     return result
 
 
-def worst_outcome(outcomes: Iterable[str]) -> str | None:
-    present = set(outcomes)
-    return next((o for o in OUTCOME_ORDER if o in present), None)
+def tally(outcomes: Mapping[str, Mapping[str, dict]], device: str) -> dict[str, int]:
+    """``{outcome: number of clauses}`` on ``device``, worst outcome first."""
+    counts: dict[str, int] = defaultdict(int)
+    for per_device in outcomes.values():
+        if device in per_device:
+            counts[per_device[device]["outcome"]] += 1
+    return {outcome: counts[outcome] for outcome in OUTCOMES if counts.get(outcome)}
 
 
-def verdict_on_device(per_device: Mapping[str, dict], device: str) -> str | None:
-    """A clause's outcome on ``device``: its tests there plus its device-independent tests."""
-    outcomes = [per_device[key]["outcome"] for key in (device, DEVICE_INDEPENDENT) if key in per_device]
-    for decisive in ("failed", "known failure"):
-        if decisive in outcomes:
-            return decisive
-    if "passed" in outcomes:
-        return "passed"
-    return worst_outcome(outcomes)
+def _device_entry(name: str) -> dict:
+    status = probe(name)
+    entry = {"available": status.available, "reason": status.reason, "name": None}
+    if not status.available:
+        return entry
+    kind = torch.device(name).type
+    if kind == "cpu":
+        entry["name"] = platform.processor() or platform.machine() or None
+    elif kind == "cuda":
+        entry["name"] = torch.cuda.get_device_name(torch.device(name))
+    return entry
+
+
+def collect_environment(devices: Iterable[str], *, profile: str, seed: object = None) -> dict:
+    """What ran: torch build, accelerator libraries, Python, platform, hypothesis settings."""
+    try:
+        import numpy
+
+        numpy_version = numpy.__version__
+    except ImportError:  # pragma: no cover - numpy is a dependency, but torch runs without it
+        numpy_version = None
+    devices = list(devices)
+    cuda_present = any(torch.device(d).type == "cuda" and probe(d).available for d in devices)
+    return {
+        "torch": torch.__version__,
+        "torch_git": getattr(torch.version, "git_version", None),
+        "torch_debug": bool(getattr(torch.version, "debug", False)),
+        "torch_cuda": torch.version.cuda,
+        "torch_hip": getattr(torch.version, "hip", None),
+        # cuDNN is only loaded (never a device initialised) when a CUDA device is in use anyway.
+        "cudnn": torch.backends.cudnn.version() if cuda_present else None,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "numpy": numpy_version,
+        "hypothesis": hypothesis.__version__,
+        "hypothesis_profile": profile,
+        "hypothesis_seed": None if seed is None else str(seed),
+        "hypothesis_derandomize": bool(hypothesis.settings.get_profile(profile).derandomize),
+        "device_status": {name: _device_entry(name) for name in devices},
+    }
 
 
 def build_report(
-    clauses: Mapping[str, Clause], records: Iterable[TestRecord], *, devices: list[str], profile: str
+    clauses: Mapping[str, Clause],
+    records: Iterable[TestRecord],
+    *,
+    devices: list[str],
+    profile: str,
+    seed: object = None,
+    exit_status: int = 0,
+    expectations: dict | None = None,
 ) -> dict:
     records = list(records)
-    outcomes = clause_outcomes(clauses, records)
+    outcomes = clause_outcomes(clauses, records, devices)
+    violated = any(r["outcome"] == "failed" for per_device in outcomes.values() for r in per_device.values())
     return {
-        "schema": "autograd-conformance-report",
+        "schema": REPORT_SCHEMA,
         "schema_version": REPORT_SCHEMA_VERSION,
         "suite_version": __version__,
-        "environment": {
-            "torch": torch.__version__,
-            "torch_cuda": torch.version.cuda,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "hypothesis": hypothesis.__version__,
-            "hypothesis_profile": profile,
-            "devices": devices,
-        },
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "exit_status": int(exit_status),
+        "verdict": "violated" if violated else "conforms",
+        "environment": collect_environment(devices, profile=profile, seed=seed),
+        "devices": list(devices),
+        "totals": {device_name: tally(outcomes, device_name) for device_name in devices},
         "clauses": [
             {
                 "id": cid,
                 "title": clause.title,
-                "area": clause.area,
-                "versions": str(clause.versions),
+                "area": clause.path.stem,
+                "area_title": clause.area,
+                "versions": str(clause.versions) or "any",
                 "applies": clause.applies_to(torch.__version__),
                 "devices": outcomes[cid],
             }
             for cid, clause in clauses.items()
         ],
+        "expectations": expectations or {"path": None, "applied": [], "stale": []},
         "tests": [asdict(record) for record in records],
     }
 

@@ -97,10 +97,8 @@ def clause_entry(report: dict, clause_id: str) -> dict:
     return entry
 
 
-def only_result(report: dict, clause_id: str) -> dict:
-    """The one per-device result of a clause cited only by device-independent tests."""
-    (result,) = clause_entry(report, clause_id)["devices"].values()
-    return result
+def cpu_result(report: dict, clause_id: str) -> dict:
+    return clause_entry(report, clause_id)["devices"]["cpu"]
 
 
 # ----------------------------------------------------------------------------- citations
@@ -329,10 +327,12 @@ def test_json_report_has_per_clause_per_device_outcomes(suite):
     assert "FAIL-1 violated: the thing should hold, but it does not" in failed["message"]
     old = clause_entry(report, "OLD-1")
     assert old["applies"] is False and old["versions"] == "<1.0"
-    assert only_result(report, "OLD-1")["outcome"] == "not applicable"
+    assert cpu_result(report, "OLD-1")["outcome"] == "not applicable"
     assert clause_entry(report, "UNCITED-1")["devices"] == {}
     assert report["environment"]["torch"] == torch.__version__
-    assert report["environment"]["devices"] == ["cpu"]
+    assert report["devices"] == ["cpu"]
+    assert report["verdict"] == "violated" and report["exit_status"] == 1
+    assert report["totals"] == {"cpu": {"failed": 1, "not applicable": 1, "passed": 1}}
 
 
 @no_accelerators
@@ -341,7 +341,9 @@ def test_json_report_marks_absent_default_devices_skipped(suite):
     _, report = run_report(suite)
     devices = clause_entry(report, "PASS-1")["devices"]
     assert {name: d["outcome"] for name, d in devices.items()} == {"cpu": "passed", "cuda": "skipped", "mps": "skipped"}
-    assert "not available" in devices["cuda"]["message"]
+    assert "not available" in devices["cuda"]["reason"]
+    # device-independent tests count on every device, but nothing ran on an absent one
+    assert clause_entry(report, "OLD-1")["devices"]["cuda"]["outcome"] == "not applicable"
 
 
 def test_json_report_counts_a_teardown_error_as_a_failed_clause(suite):
@@ -353,7 +355,7 @@ def test_json_report_counts_a_teardown_error_as_a_failed_clause(suite):
         """
     )
     _, report = run_report(suite)
-    result = only_result(report, "PASS-1")
+    result = cpu_result(report, "PASS-1")
     assert result["outcome"] == "failed"
     assert "grad_enabled" in result["message"]
 
@@ -374,9 +376,9 @@ def test_expected_failure_is_a_known_failure_not_a_pass(suite):
     )
     result, report = run_report(suite)
     assert result.ret == 0
-    entry = only_result(report, "PASS-1")
+    entry = cpu_result(report, "PASS-1")
     assert entry["outcome"] == "known failure"
-    assert "PASS-1 known defect" in entry["message"]
+    assert "PASS-1 known defect" in entry["reason"]
     result.stdout.fnmatch_lines(["KNOWN FAILURE PASS-1 *known defect in torch X*"])
 
 
@@ -392,7 +394,7 @@ def test_strict_xfail_that_passes_fails_the_clause(suite):
     )
     result, report = run_report(suite)
     assert result.ret == 1
-    assert only_result(report, "PASS-1")["outcome"] == "failed"
+    assert cpu_result(report, "PASS-1")["outcome"] == "failed"
 
 
 def test_json_report_goes_to_a_new_directory(suite):
@@ -492,3 +494,176 @@ def test_hypothesis_profile_selection_shows_in_header(suite, monkeypatch, enviro
 )
 def test_selected_profile_from_environment(environment, expected):
     assert selected_profile(environment) == expected
+
+
+# ----------------------------------------------------------------------------- expectations file
+
+EXPECTATION_TESTS = """
+    from conformance.assertions import fail
+
+    @pytest.mark.spec("PASS-1")
+    def test_holds(device):
+        pass
+
+    @pytest.mark.spec("FAIL-1")
+    def test_violated(device):
+        fail("FAIL-1", "the thing should hold, but it does not")
+    """
+
+
+def write_expectations(suite: Suite, body: str) -> None:
+    (suite.pytester.path / "expectations.toml").write_text(textwrap.dedent(body), encoding="utf-8")
+
+
+def test_expected_failure_from_the_file_is_a_non_blocking_known_failure(suite):
+    suite.write_tests(EXPECTATION_TESTS)
+    write_expectations(
+        suite,
+        """
+        [[expected_failure]]
+        clause = "FAIL-1"
+        reason = "torch defect #123"
+        """,
+    )
+    result, report = run_report(suite, "--device", "cpu", "--expectations", "expectations.toml")
+    assert result.ret == 0
+    entry = cpu_result(report, "FAIL-1")
+    assert entry["outcome"] == "known failure" and "torch defect #123" in entry["reason"]
+    assert report["verdict"] == "conforms"
+    (applied,) = report["expectations"]["applied"]
+    assert applied["matched"] == ["test_conformance.py::test_violated[cpu]"]
+    assert report["expectations"]["stale"] == []
+    result.stdout.fnmatch_lines(["KNOWN FAILURE FAIL-1 [[]cpu[]] *torch defect #123*", "VERDICT: torch * conforms on cpu"])
+
+
+def test_expectation_out_of_its_torch_range_or_device_is_not_applied(suite):
+    suite.write_tests(EXPECTATION_TESTS)
+    write_expectations(
+        suite,
+        """
+        [[expected_failure]]
+        clause = "FAIL-1"
+        torch = "<1.0"
+        reason = "only on ancient torch"
+
+        [[expected_failure]]
+        clause = "FAIL-1"
+        devices = ["cuda"]
+        reason = "only on cuda"
+        """,
+    )
+    result, report = run_report(suite, "--device", "cpu", "--expectations", "expectations.toml")
+    assert result.ret == 1
+    assert cpu_result(report, "FAIL-1")["outcome"] == "failed"
+    assert [e["reason"] for e in report["expectations"]["applied"]] == ["only on cuda"]  # the other is not in force
+    assert report["expectations"]["stale"] == []  # cuda is not in this run: nothing to say about it
+
+
+def test_stale_expectations_are_warned_about_and_reported(suite):
+    suite.write_tests(EXPECTATION_TESTS)
+    write_expectations(
+        suite,
+        """
+        [[expected_failure]]
+        clause = "PASS-1"
+        reason = "was broken once"
+
+        [[expected_failure]]
+        clause = "FAIL-1"
+        test = "test_no_such_test"
+        reason = "a typo in the test name"
+        """,
+    )
+    result, report = run_report(suite, "--device", "cpu", "--expectations", "expectations.toml")
+    assert result.ret == 1  # the typo left FAIL-1 failing
+    assert cpu_result(report, "PASS-1")["outcome"] == "passed"
+    assert [(e["clause"], e["why"]) for e in report["expectations"]["stale"]] == [
+        ("PASS-1", "its tests passed: the failure is gone, remove the entry"),
+        ("FAIL-1", "it matches no collected test"),
+    ]
+    result.stdout.fnmatch_lines(
+        [
+            "STALE EXPECTATION PASS-1 on every torch, every device (expectations.toml:entry 1): its tests passed*",
+            "STALE EXPECTATION FAIL-1 'test_no_such_test' *: it matches no collected test",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[[expected_failure]]\nclause = 'NOPE-1'\nreason = 'x'\n", "clause 'NOPE-1' is not in the spec"),
+        ("[[expected_failure]]\nclause = 'PASS-1'\n", "'reason' is required"),
+        ("[[expected_failure]]\nclause = 'PASS-1'\nreason = 'x'\ntorch = 'two'\n", "'torch' must be a version specifier"),
+        ("[[expected_failure]]\nclause = 'PASS-1'\nreason = 'x'\ndevice = 'cpu'\n", "unknown key(s) device"),
+        ("[[expected_failure]]\nclause = 'PASS-1'\nreason = 'x'\ndevices = []\n", "'devices' must be a non-empty list"),
+        ("[[expected_failure]\n", "is not valid TOML"),
+    ],
+)
+def test_malformed_expectations_file_is_a_usage_error(suite, body, message):
+    suite.write_tests(EXPECTATION_TESTS)
+    (suite.pytester.path / "expectations.toml").write_text(body, encoding="utf-8")
+    result = suite.run("--expectations", "expectations.toml")
+    assert result.ret == USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_missing_expectations_file_is_a_usage_error(suite):
+    suite.write_tests(EXPECTATION_TESTS)
+    result = suite.run("--expectations", "nowhere.toml")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*cannot read expectations file *nowhere.toml*"])
+
+
+def test_the_suites_own_expectations_file_is_valid_and_every_entry_has_a_reason():
+    from conformance.expectations import DEFAULT_EXPECTATIONS, load_expectations
+    from conformance.specs import load_specs
+
+    entries = load_expectations(DEFAULT_EXPECTATIONS, load_specs())
+    assert entries, "the suite ships its known torch defects"
+    assert all(len(entry.reason) > 20 for entry in entries)
+
+
+# ----------------------------------------------------------------------------- report location and verdict
+
+
+def test_report_is_written_by_default_in_the_invocation_directory(suite):
+    suite.write_tests(REPORT_TESTS)
+    result = suite.run("--device", "cpu")
+    report = json.loads((suite.pytester.path / "conformance-report.json").read_text(encoding="utf-8"))
+    assert report["schema"] == "autograd-conformance-report"
+    result.stdout.fnmatch_lines(["report: *conformance-report.json*", "VERDICT: torch * VIOLATES the spec: 1 clause on cpu"])
+
+
+def test_empty_report_option_writes_no_report(suite):
+    suite.write_tests(REPORT_TESTS)
+    suite.run("--device", "cpu", "--conformance-report=")
+    assert not (suite.pytester.path / "conformance-report.json").exists()
+
+
+def test_report_environment_describes_the_run(suite):
+    suite.write_tests(REPORT_TESTS)
+    _, report = run_report(suite, "--device", "cpu", "--hypothesis-seed", "1234")
+    environment = report["environment"]
+    assert environment["torch"] == torch.__version__
+    assert environment["torch_cuda"] == torch.version.cuda
+    assert environment["hypothesis_profile"] == "default" and environment["hypothesis_seed"] == "1234"
+    assert environment["device_status"]["cpu"]["available"] is True
+    assert {"python", "platform", "numpy", "torch_git", "cudnn"} <= set(environment)
+    assert report["suite_version"] and report["created"].endswith("Z")
+
+
+def test_interrupted_write_leaves_the_previous_report_intact(tmp_path, monkeypatch):
+    from conformance.report import write_json_atomically
+
+    target = tmp_path / "report.json"
+    write_json_atomically(target, {"schema_version": 1, "run": "previous"})
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_json_atomically(target, {"schema_version": 1, "run": "new"})
+    assert json.loads(target.read_text()) == {"schema_version": 1, "run": "previous"}
+    assert list(tmp_path.iterdir()) == [target], "the temporary file must be removed"

@@ -66,7 +66,7 @@ PASS_FORMS = ("retain_graph=True", "rebuilt graph")
 
 
 def _grads_share_memory(leaves: Sequence[torch.Tensor]) -> bool:
-    """The signature of the known defect below: two leaves' .grad tensors alias one buffer."""
+    """The signature of the known torch defect pinned below: two leaves' .grad tensors alias one buffer."""
     pointers = [leaf.grad.data_ptr() for leaf in leaves if leaf.grad is not None and leaf.grad.numel()]
     return len(pointers) != len(set(pointers))
 
@@ -85,15 +85,9 @@ def _backward_passes(graph: Graph, passes: int, form: str) -> None:
 
 
 @pytest.mark.spec("ACCUM-2")
-@pytest.mark.xfail(
-    strict=True,
-    reason="ACCUM-2 known torch defect (seen on 2.13.0): 0-d leaves whose incoming gradients are views of one "
-    "stride-0 buffer (sum() through stack/cat) get aliased .grad tensors, so a second backward adds into both "
-    "at once and gives 3x instead of 2x. Strict: when torch fixes it, this XPASSes and the exclusion in "
-    "_backward_passes must go.",
-)
 @pytest.mark.parametrize("join", ["torch.stack([t0, t1])", "torch.cat([t0[None], t1[None]])"])
 def test_second_backward_on_zero_dim_leaves_with_aliased_grads(device, join):
+    """A known torch defect, listed in conformance/expectations.toml for the versions that show it."""
     t0 = torch.tensor(0.5, device=device, requires_grad=True)
     t1 = torch.tensor(0.7, device=device, requires_grad=True)
     make = (lambda: torch.stack([t0, t1])) if join.startswith("torch.stack") else (lambda: torch.cat([t0[None], t1[None]]))
