@@ -1,0 +1,257 @@
+"""Compare two conformance reports clause by clause: what regressed, what got fixed, what else changed.
+
+Outcomes are keyed by ``(clause id, device)`` over the devices both reports
+requested.  Every key whose outcome differs falls into exactly one category,
+listed in this order:
+
+1. **regressions** -- the new outcome is ``failed`` and the old one was anything
+   else, including *no record* or ``not applicable`` (a behaviour newly required
+   and broken is a regression).  Only these make ``diff`` exit with status 1;
+2. **newly known failures** -- ``passed`` became ``known failure`` (the
+   expectations file acknowledges it; not blocking);
+3. **fixes** -- ``failed`` or ``known failure`` became ``passed``;
+4. **applicability changes** -- to or from ``not applicable``, and records that
+   exist in only one report (a clause new in NEW or gone from it, or tests added
+   or removed for a device);
+5. **other changes** -- everything else (``passed`` -> ``skipped``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .render import OUTCOME_SYMBOLS, code_span, md_text, plural, table
+from .report_io import (
+    ReportError,
+    clause_index,
+    detail_of,
+    report_devices,
+    torch_version,
+)
+
+__all__ = ["CATEGORIES", "Change", "ReportDiff", "check_comparable", "classify", "diff_reports", "render_diff"]
+
+#: ``(key, heading, noun for counts)`` in the order they are printed
+CATEGORIES = (
+    ("regression", "Regressions", ("regression", "regressions")),
+    ("newly known failure", "Newly known failures", ("newly known failure", "newly known failures")),
+    ("fix", "Fixes", ("fix", "fixes")),
+    ("applicability", "Newly applicable / no longer applicable", ("applicability change", "applicability changes")),
+    ("other", "Other changes", ("other change", "other changes")),
+)
+MARKDOWN_ICONS = {"regression": "❌", "newly known failure": "⚠️", "fix": "✅", "applicability": "➖", "other": "🔄"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One ``(clause, device)`` whose outcome differs; ``old``/``new`` are None where there is no record."""
+
+    clause_id: str
+    device: str
+    title: str
+    old: str | None
+    new: str | None
+    old_label: str
+    new_label: str
+    detail: str  # the new record's failure message or reason ("" if none)
+
+
+@dataclass
+class ReportDiff:
+    """The comparison of OLD with NEW."""
+
+    old_torch: str
+    new_torch: str
+    old_suite: str
+    new_suite: str
+    devices: list[str]
+    compared: int = 0
+    still_failing: int = 0
+    changes: dict[str, list[Change]] = field(default_factory=lambda: {key: [] for key, _, _ in CATEGORIES})
+
+    @property
+    def regressions(self) -> list[Change]:
+        return self.changes["regression"]
+
+    def total_changes(self) -> int:
+        return sum(len(entries) for entries in self.changes.values())
+
+    def counts_phrase(self) -> str:
+        """``"1 regression, 0 newly known failures, 2 fixes, ..."``."""
+        return ", ".join(
+            plural(len(self.changes[key]), singular, plural_form) for key, _, (singular, plural_form) in CATEGORIES
+        )
+
+
+def classify(old: str | None, new: str | None) -> str | None:
+    """The category of an outcome change (None: unchanged); ``None`` outcomes mean *no record*."""
+    if old == new:
+        return None
+    if new == "failed":
+        return "regression"
+    if old == "passed" and new == "known failure":
+        return "newly known failure"
+    if old in ("failed", "known failure") and new == "passed":
+        return "fix"
+    if old is None or new is None or "not applicable" in (old, new):
+        return "applicability"
+    return "other"
+
+
+def check_comparable(
+    old: Mapping, new: Mapping, old_name: str, new_name: str, *, allow_suite_change: bool = False
+) -> list[str]:
+    """The devices both reports requested; raise :class:`ReportError` when they cannot be compared."""
+    if old["suite_version"] != new["suite_version"] and not allow_suite_change:
+        raise ReportError(
+            f"{old_name} (suite {old['suite_version']}) and {new_name} (suite {new['suite_version']}) "
+            f"come from different suite versions, whose clauses may mean different things; "
+            f"expected the same suite version (pass --allow-suite-change to compare anyway)"
+        )
+    new_devices = report_devices(new)
+    common = [device for device in report_devices(old) if device in new_devices]
+    if not common:
+        raise ReportError(
+            f"{old_name} (devices: {', '.join(report_devices(old)) or 'none'}) and {new_name} "
+            f"(devices: {', '.join(new_devices) or 'none'}) share no device; expected at least one device in both"
+        )
+    return common
+
+
+def diff_reports(
+    old: Mapping, new: Mapping, old_name: str = "OLD", new_name: str = "NEW", *, allow_suite_change: bool = False
+) -> ReportDiff:
+    """Compare ``old`` with ``new`` (both loaded reports) over the devices both requested."""
+    devices = check_comparable(old, new, old_name, new_name, allow_suite_change=allow_suite_change)
+    old_clauses, new_clauses = clause_index(old), clause_index(new)
+    result = ReportDiff(torch_version(old), torch_version(new), old["suite_version"], new["suite_version"], devices)
+    clause_ids = list(new_clauses) + [cid for cid in old_clauses if cid not in new_clauses]
+    for clause_id in clause_ids:
+        old_clause, new_clause = old_clauses.get(clause_id), new_clauses.get(clause_id)
+        for device in devices:
+            old_record = old_clause["devices"].get(device) if old_clause else None
+            new_record = new_clause["devices"].get(device) if new_clause else None
+            if old_record is None and new_record is None:
+                continue
+            result.compared += 1
+            old_outcome = old_record["outcome"] if old_record else None
+            new_outcome = new_record["outcome"] if new_record else None
+            if old_outcome == new_outcome == "failed":
+                result.still_failing += 1
+            category = classify(old_outcome, new_outcome)
+            if category is None:
+                continue
+            title = (new_clause or old_clause)["title"]
+            result.changes[category].append(
+                Change(
+                    clause_id=clause_id,
+                    device=device,
+                    title=title,
+                    old=old_outcome,
+                    new=new_outcome,
+                    old_label=outcome_or_absence(old_outcome, old_clause, "new clause"),
+                    new_label=outcome_or_absence(new_outcome, new_clause, "clause gone"),
+                    detail=detail_of(new_record),
+                )
+            )
+    return result
+
+
+def outcome_or_absence(outcome: str | None, clause: Mapping | None, missing_clause: str) -> str:
+    """The outcome, or why there is none: ``(new clause)``/``(clause gone)`` or ``(no tests)`` on that device."""
+    if outcome is not None:
+        return outcome
+    return f"({missing_clause})" if clause is None else "(no tests)"
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering
+
+
+def render_diff(diff: ReportDiff, output_format: str = "text") -> str:
+    """``diff`` as terminal text or as Markdown (a PR comment / job summary)."""
+    if output_format == "markdown":
+        return render_markdown(diff)
+    if output_format == "text":
+        return render_text(diff)
+    raise ValueError(f"unknown diff format {output_format!r}; expected 'text' or 'markdown'")
+
+
+def header_line(diff: ReportDiff) -> str:
+    return f"torch {diff.old_torch} → torch {diff.new_torch} on {', '.join(diff.devices)}: {diff.counts_phrase()}"
+
+
+def context_notes(diff: ReportDiff) -> list[str]:
+    notes = []
+    if diff.old_suite != diff.new_suite:
+        notes.append(f"Suite version changed: {diff.old_suite} → {diff.new_suite} (--allow-suite-change).")
+    if diff.total_changes() == 0:
+        notes.append(f"No outcome changed: all {plural(diff.compared, 'clause × device pair')} compared are the same.")
+    if diff.still_failing:
+        notes.append(f"{plural(diff.still_failing, 'clause × device pair')} failed in both reports (not listed).")
+    return notes
+
+
+def render_text(diff: ReportDiff) -> str:
+    lines = [header_line(diff)]
+    notes = context_notes(diff)
+    everything = [change for entries in diff.changes.values() for change in entries]
+    id_width = max((len(c.clause_id) for c in everything), default=0)
+    device_width = max((len(c.device) for c in everything), default=0)
+    transition_width = max((len(transition(c)) for c in everything), default=0)
+    for key, heading, _ in CATEGORIES:
+        entries = diff.changes[key]
+        if not entries:
+            continue
+        lines += ["", f"{heading} ({len(entries)}):"]
+        for change in entries:
+            detail = f" — {change.detail}" if change.detail else ""
+            lines.append(
+                f"  {change.clause_id:<{id_width}}  {change.device:<{device_width}}  "
+                f"{transition(change):<{transition_width}}  {change.title}{detail}"
+            )
+    if notes:
+        lines += [""] + notes
+    return "\n".join(lines) + "\n"
+
+
+def transition(change: Change) -> str:
+    return f"{change.old_label} → {change.new_label}"
+
+
+def render_markdown(diff: ReportDiff) -> str:
+    icon = "❌" if diff.regressions else "✅"
+    counts = md_text(diff.counts_phrase())
+    if diff.regressions:  # make the blocking number stand out
+        first, _, rest = counts.partition(", ")
+        counts = f"**{first}**, {rest}"
+    lines = [
+        f"## Autograd conformance: torch {md_text(diff.old_torch)} → torch {md_text(diff.new_torch)}",
+        "",
+        f"{icon} {counts} (devices compared: {md_text(', '.join(diff.devices))})",
+    ]
+    notes = context_notes(diff)
+    if notes:
+        lines += [""] + [md_text(note) for note in notes]
+    for key, heading, _ in CATEGORIES:
+        entries = diff.changes[key]
+        if not entries:
+            continue
+        lines += ["", f"### {MARKDOWN_ICONS[key]} {heading} ({len(entries)})", ""]
+        rows = [
+            [
+                md_text(change.clause_id),
+                md_text(change.device),
+                f"{markdown_outcome(change.old, change.old_label)} → {markdown_outcome(change.new, change.new_label)}",
+                md_text(change.title),
+                code_span(change.detail),
+            ]
+            for change in entries
+        ]
+        lines += table(["clause", "device", "old → new", "title", "message / reason"], rows)
+    return "\n".join(lines) + "\n"
+
+
+def markdown_outcome(outcome: str | None, label: str) -> str:
+    return f"{OUTCOME_SYMBOLS[outcome]} {outcome}" if outcome else f"*{md_text(label)}*"

@@ -1,0 +1,309 @@
+"""Reading conformance reports (``docs/report-schema.md``, schema version 1) back in.
+
+:func:`load_report` reads and validates one report; every problem with the
+input becomes a :class:`ReportError` whose message names the file and says what
+was expected, so the command-line tools can print it as one line.  The
+accessors below give the rest of the tools a view of a report keyed by
+``(clause id, device)``.
+
+This module deliberately imports neither torch nor pytest: reading a report
+must work (and be fast) on a machine that only holds the JSON files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+__all__ = [
+    "OUTCOMES",
+    "REPORT_SCHEMA",
+    "REPORT_SCHEMA_VERSION",
+    "ReportError",
+    "clause_index",
+    "clause_sort_key",
+    "count_outcomes",
+    "detail_of",
+    "device_columns",
+    "first_test",
+    "fully_skipped_devices",
+    "iter_outcomes",
+    "load_report",
+    "outcome_table",
+    "records_on",
+    "report_devices",
+    "torch_sort_key",
+    "torch_version",
+    "validate_report",
+]
+
+#: the value of the report's ``schema`` field
+REPORT_SCHEMA = "autograd-conformance-report"
+#: the only ``schema_version`` this reader understands
+REPORT_SCHEMA_VERSION = 1
+#: the outcomes of a clause on a device, worst first (as in the schema document)
+OUTCOMES = ("failed", "known failure", "skipped", "untested", "not applicable", "passed")
+VERDICTS = ("conforms", "violated")
+
+#: top-level fields the tools read, with the JSON type each must have
+REQUIRED_TOP_LEVEL = {
+    "suite_version": str,
+    "verdict": str,
+    "environment": dict,
+    "devices": list,
+    "clauses": list,
+}
+REQUIRED_CLAUSE_FIELDS = {"id": str, "title": str, "area": str, "devices": dict}
+OPTIONAL_RECORD_FIELDS = {"reason": str, "message": str, "tests": list}
+
+JSON_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "a list", bool: "a boolean"}
+
+
+class ReportError(ValueError):
+    """The input is not a report these tools can read (or reports that cannot be compared)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# loading and validation
+
+
+def load_report(path: str | Path) -> dict:
+    """Read the report at ``path``; raise :class:`ReportError` unless it is a valid schema-1 report."""
+    name = str(path)
+    text = _read_text(Path(path), name)
+    try:
+        report = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(
+            f"{name}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            f"expected a conformance report written by pytest --conformance-report"
+        ) from None
+    validate_report(report, name)
+    return report
+
+
+def _read_text(path: Path, name: str) -> str:
+    try:
+        if path.suffix == ".gz":  # reports archived compressed (docs/reports/*.json.gz)
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
+                return handle.read()
+        return path.read_text(encoding="utf-8")
+    except (gzip.BadGzipFile, EOFError):
+        raise ReportError(f"{name}: not a gzip file, or truncated; expected a gzip-compressed report") from None
+    except FileNotFoundError:
+        raise ReportError(f"{name}: no such file; expected a conformance report (JSON)") from None
+    except IsADirectoryError:
+        raise ReportError(f"{name}: is a directory; expected a conformance report file (JSON)") from None
+    except UnicodeDecodeError:
+        raise ReportError(f"{name}: not UTF-8 text; expected a conformance report (JSON)") from None
+    except OSError as exc:
+        raise ReportError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+
+
+def validate_report(report: Any, name: str) -> None:
+    """Raise :class:`ReportError` for the first problem that stops the tools from reading ``report``."""
+    if not isinstance(report, dict):
+        raise ReportError(f"{name}: the top level is {_json_type(report)}; expected a JSON object (a report)")
+    _check_schema(report, name)
+    missing = [key for key in REQUIRED_TOP_LEVEL if key not in report]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise ReportError(
+            f"{name}: missing required key{plural} {', '.join(repr(k) for k in missing)} "
+            f"(report schema version {REPORT_SCHEMA_VERSION}, see docs/report-schema.md)"
+        )
+    for key, expected_type in REQUIRED_TOP_LEVEL.items():
+        _check_type(report[key], expected_type, f"{name}: {key!r}")
+    if report["verdict"] not in VERDICTS:
+        raise ReportError(f"{name}: 'verdict' is {report['verdict']!r}; expected one of {_listing(VERDICTS)}")
+    _check_environment(report["environment"], name)
+    _check_devices(report["devices"], name)
+    seen: set[str] = set()
+    for index, clause in enumerate(report["clauses"]):
+        _check_clause(clause, f"{name}: clauses[{index}]")
+        if clause["id"] in seen:
+            raise ReportError(f"{name}: clause {clause['id']!r} appears twice in 'clauses'; expected one entry each")
+        seen.add(clause["id"])
+
+
+def _check_schema(report: dict, name: str) -> None:
+    schema = report.get("schema")
+    if schema != REPORT_SCHEMA:
+        found = "no 'schema' key" if "schema" not in report else f"'schema' is {schema!r}"
+        raise ReportError(f"{name}: {found}; expected 'schema': {REPORT_SCHEMA!r} (not a conformance report?)")
+    version = report.get("schema_version")
+    if "schema_version" not in report:
+        raise ReportError(f"{name}: no 'schema_version' key; expected 'schema_version': {REPORT_SCHEMA_VERSION}")
+    if type(version) is not int or version != REPORT_SCHEMA_VERSION:
+        raise ReportError(
+            f"{name}: 'schema_version' is {version!r}; this reader understands schema version "
+            f"{REPORT_SCHEMA_VERSION} only (a newer suite may have written it: use that suite's tools)"
+        )
+
+
+def _check_environment(environment: dict, name: str) -> None:
+    if "torch" not in environment:
+        raise ReportError(f"{name}: 'environment' has no 'torch' key; expected the torch version that ran")
+    _check_type(environment["torch"], str, f"{name}: 'environment.torch'")
+
+
+def _check_devices(devices: list, name: str) -> None:
+    for device in devices:
+        _check_type(device, str, f"{name}: an entry of 'devices'")
+
+
+def _check_clause(clause: Any, where: str) -> None:
+    _check_type(clause, dict, where)
+    missing = [key for key in REQUIRED_CLAUSE_FIELDS if key not in clause]
+    if missing:
+        ident = f" ({clause['id']})" if isinstance(clause.get("id"), str) else ""
+        raise ReportError(f"{where}{ident}: missing key{'s' if len(missing) > 1 else ''} {_listing(missing)}")
+    where = f"{where} ({clause['id']})" if isinstance(clause["id"], str) else where
+    for key, expected_type in REQUIRED_CLAUSE_FIELDS.items():
+        _check_type(clause[key], expected_type, f"{where}: {key!r}")
+    for device, record in clause["devices"].items():
+        _check_record(record, f"{where}: devices[{device!r}]")
+
+
+def _check_record(record: Any, where: str) -> None:
+    _check_type(record, dict, where)
+    if "outcome" not in record:
+        raise ReportError(f"{where}: no 'outcome' key; expected one of {_listing(OUTCOMES)}")
+    if record["outcome"] not in OUTCOMES:
+        raise ReportError(f"{where}: outcome {record['outcome']!r}; expected one of {_listing(OUTCOMES)}")
+    for key, expected_type in OPTIONAL_RECORD_FIELDS.items():
+        if key in record:
+            _check_type(record[key], expected_type, f"{where}: {key!r}")
+
+
+def _check_type(value: Any, expected_type: type, what: str) -> None:
+    # bool is an int subclass in Python, but not an integer in JSON.
+    if not isinstance(value, expected_type) or (expected_type is int and isinstance(value, bool)):
+        raise ReportError(f"{what} is {_json_type(value)}; expected {JSON_TYPE_NAMES[expected_type]}")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    for python_type, description in JSON_TYPE_NAMES.items():
+        if isinstance(value, python_type):
+            return description
+    return "a number"
+
+
+def _listing(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+# --------------------------------------------------------------------------------------------------
+# accessors
+
+
+def torch_version(report: Mapping) -> str:
+    """The ``torch.__version__`` that ran, e.g. ``"2.13.0+cpu"``."""
+    return report["environment"]["torch"]
+
+
+def torch_sort_key(version: str) -> tuple:
+    """Sort key ordering torch versions as versions (2.9.1 < 2.10.0); unparsable ones last, by text."""
+    try:
+        return (0, Version(version), version)
+    except InvalidVersion:
+        return (1, version, version)
+
+
+def report_devices(report: Mapping) -> list[str]:
+    """The devices the run was asked for (the report's ``devices``), in order."""
+    return list(report["devices"])
+
+
+def device_columns(report: Mapping) -> list[str]:
+    """The requested devices, then any device that has records without being requested, in order seen."""
+    columns = report_devices(report)
+    for clause in report["clauses"]:
+        for device in clause["devices"]:
+            if device not in columns:
+                columns.append(device)
+    return columns
+
+
+def clause_index(report: Mapping) -> dict[str, dict]:
+    """``{clause id: clause object}`` in the report's (spec) order."""
+    return {clause["id"]: clause for clause in report["clauses"]}
+
+
+def iter_outcomes(report: Mapping) -> Iterator[tuple[tuple[str, str], dict]]:
+    """``((clause id, device), outcome record)`` for every record of the report, in spec order."""
+    for clause in report["clauses"]:
+        for device, record in clause["devices"].items():
+            yield (clause["id"], device), record
+
+
+def outcome_table(report: Mapping) -> dict[tuple[str, str], dict]:
+    """``{(clause id, device): outcome record}``."""
+    return dict(iter_outcomes(report))
+
+
+def records_on(report: Mapping, device: str) -> list[dict]:
+    """The outcome records of every clause that has one on ``device``."""
+    return [clause["devices"][device] for clause in report["clauses"] if device in clause["devices"]]
+
+
+def fully_skipped_devices(report: Mapping) -> dict[str, str]:
+    """``{device: reason}`` for devices on which *every* record is ``skipped`` (typically: device absent).
+
+    The reason is the one ``environment.device_status`` gives for the device,
+    else the first record's.
+    """
+    status = report["environment"].get("device_status")
+    result = {}
+    for device in device_columns(report):
+        records = records_on(report, device)
+        if records and all(record["outcome"] == "skipped" for record in records):
+            reason = ""
+            if isinstance(status, dict) and isinstance(status.get(device), dict):
+                reason = str(status[device].get("reason") or "")
+            result[device] = reason or records[0].get("reason", "")
+    return result
+
+
+def count_outcomes(records: Sequence[Mapping]) -> dict[str, int]:
+    """``{outcome: count}`` over ``records``, worst outcome first, outcomes that occur only."""
+    counts = {outcome: 0 for outcome in OUTCOMES}
+    for record in records:
+        counts[record["outcome"]] += 1
+    return {outcome: number for outcome, number in counts.items() if number}
+
+
+def detail_of(record: Mapping | None) -> str:
+    """What explains a record: its failure message, else its reason (first line), else ``""``."""
+    if not record:
+        return ""
+    text = record.get("message") or record.get("reason") or ""
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def first_test(record: Mapping) -> str:
+    """The first pytest node id behind a record, or ``""``."""
+    tests = record.get("tests") or []
+    return str(tests[0]) if tests else ""
+
+
+_ID_NUMBER = re.compile(r"^(.*?)(\d+)$")
+
+
+def clause_sort_key(clause_id: str) -> tuple:
+    """Order clause ids by prefix, then numeric suffix: ``ACCUM-2`` before ``ACCUM-10``."""
+    match = _ID_NUMBER.match(clause_id)
+    if match:
+        return (match.group(1), int(match.group(2)), clause_id)
+    return (clause_id, -1, clause_id)

@@ -1,0 +1,572 @@
+"""The report-reading tools: ``python -m conformance summary | matrix`` and the loader behind all three.
+
+Most tests call :func:`conformance.cli.main` in-process with reports built by
+``tests/report_fixtures.py``; a few read the hand-written files in
+``tests/fixtures/reports/`` and one runs ``python -m conformance`` in a
+subprocess.  ``diff`` has its own module, ``tests/test_cli_diff.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import hypothesis
+import pytest
+
+from conformance import report_io
+from conformance.cli import main
+from conformance.report_io import ReportError, load_report
+from tests.report_fixtures import (
+    absent_device,
+    clause,
+    make_report,
+    record,
+    write_report,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reports"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_DOC = REPO_ROOT / "docs" / "report-schema.md"
+
+
+def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def table_row(text: str, first_cell: str) -> list[str]:
+    """The cells of the Markdown table row whose first cell is ``first_cell``."""
+    for line in text.splitlines():
+        if line.startswith("| ") and line.split(" | ")[0] == f"| {first_cell}":
+            return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+    raise AssertionError(f"no table row starts with {first_cell!r} in:\n{text}")
+
+
+def header_row(text: str) -> list[str]:
+    """The cells of the first Markdown table header whose first cell is ``clause``."""
+    return table_row(text, "clause")
+
+
+# ----------------------------------------------------------------------------- loading and validation
+
+
+def without(report: dict, key: str) -> dict:
+    return {k: v for k, v in report.items() if k != key}
+
+
+def valid() -> dict:
+    return make_report(clauses=[clause("ACCUM-1", cpu="passed")])
+
+
+def first_clause_with(**fields: object) -> dict:
+    report = valid()
+    report["clauses"][0].update(fields)
+    return report
+
+
+BAD_REPORTS = {
+    "top level is a list": ([1, 2], "the top level is a list; expected a JSON object"),
+    "no schema": (without(valid(), "schema"), "no 'schema' key; expected 'schema': 'autograd-conformance-report'"),
+    "no schema_version": (without(valid(), "schema_version"), "no 'schema_version' key; expected 'schema_version': 1"),
+    "schema_version as text": (
+        dict(valid(), schema_version="1"),
+        "'schema_version' is '1'; this reader understands schema version 1 only",
+    ),
+    "no devices": (without(valid(), "devices"), "missing required key 'devices'"),
+    "no verdict nor devices": (
+        without(without(valid(), "verdict"), "devices"),
+        "missing required keys 'verdict', 'devices'",
+    ),
+    "unknown verdict": (dict(valid(), verdict="maybe"), "'verdict' is 'maybe'; expected one of 'conforms', 'violated'"),
+    "clauses not a list": (dict(valid(), clauses={}), "'clauses' is an object; expected a list"),
+    "environment without torch": (
+        dict(valid(), environment={"python": "3.11"}),
+        "'environment' has no 'torch' key",
+    ),
+    "clause without title": (
+        make_report(clauses=[{"id": "ACCUM-1", "area": "accumulation", "devices": {}}]),
+        "clauses[0] (ACCUM-1): missing key 'title'",
+    ),
+    "unknown outcome": (
+        first_clause_with(devices={"cpu": {"outcome": "xfailed"}}),
+        "clauses[0] (ACCUM-1): devices['cpu']: outcome 'xfailed'; expected one of 'failed', 'known failure'",
+    ),
+    "record without outcome": (
+        first_clause_with(devices={"cpu": {"reason": ""}}),
+        "devices['cpu']: no 'outcome' key",
+    ),
+    "duplicate clause": (
+        make_report(clauses=[clause("ACCUM-1", cpu="passed"), clause("ACCUM-1", cpu="failed")]),
+        "clause 'ACCUM-1' appears twice in 'clauses'",
+    ),
+}
+
+
+@pytest.mark.parametrize("problem", list(BAD_REPORTS))
+def test_invalid_report_is_one_error_line_naming_file_and_problem(problem, tmp_path, capsys):
+    content, expected = BAD_REPORTS[problem]
+    path = write_report(tmp_path, "bad.json", content)
+    status, out, err = run_cli(capsys, "summary", path)
+    assert status == 2
+    assert out == ""
+    assert err.startswith(f"error: {path}: ")
+    assert expected in err
+    assert len(err.splitlines()) == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("not-json.json", "not JSON (Expecting value at line 1 column 1); expected a conformance report"),
+        ("wrong-schema.json", "'schema' is 'pytest-json-report'; expected 'schema': 'autograd-conformance-report'"),
+        ("schema-version-99.json", "'schema_version' is 99; this reader understands schema version 1 only"),
+        ("missing-clauses.json", "missing required key 'clauses' (report schema version 1"),
+        ("no-such-report.json", "no such file; expected a conformance report (JSON)"),
+    ],
+)
+def test_bad_fixture_files_are_refused_by_every_command(name, expected, capsys):
+    bad, good = str(FIXTURES / name), str(FIXTURES / "new.json")
+    for argv in (["summary", bad], ["diff", good, bad], ["diff", bad, good], ["matrix", good, bad]):
+        status, out, err = run_cli(capsys, *argv)
+        assert (status, out) == (2, ""), argv
+        assert err.startswith(f"error: {bad}: ") and len(err.splitlines()) == 1, argv
+        assert expected in err, argv
+
+
+def test_a_directory_is_not_a_report(tmp_path, capsys):
+    status, _, err = run_cli(capsys, "summary", str(tmp_path))
+    assert status == 2
+    assert err == f"error: {tmp_path}: is a directory; expected a conformance report file (JSON)\n"
+
+
+def test_load_report_raises_a_value_error_subclass(tmp_path):
+    path = write_report(tmp_path, "r.json", dict(valid(), schema_version=2))
+    with pytest.raises(ReportError, match="schema_version' is 2") as info:
+        load_report(path)
+    assert isinstance(info.value, ValueError)
+
+
+def test_unknown_fields_are_ignored(tmp_path):
+    """Fields may be added within a schema version: readers ignore them."""
+    report = valid()
+    report["added_later"] = {"anything": 1}
+    report["clauses"][0]["devices"]["cpu"]["duration"] = 0.5
+    assert load_report(write_report(tmp_path, "r.json", report))["added_later"] == {"anything": 1}
+
+
+def test_accessors_key_records_by_clause_and_device():
+    report = make_report(
+        torch="2.9.1",
+        devices=["cpu", "cuda"],
+        clauses=[clause("ACCUM-1", cpu="passed", cuda="failed"), clause("HOOK-1", cpu="skipped")],
+    )
+    table = report_io.outcome_table(report)
+    assert {key: rec["outcome"] for key, rec in table.items()} == {
+        ("ACCUM-1", "cpu"): "passed",
+        ("ACCUM-1", "cuda"): "failed",
+        ("HOOK-1", "cpu"): "skipped",
+    }
+    assert report_io.torch_version(report) == "2.9.1"
+    assert report_io.report_devices(report) == ["cpu", "cuda"]
+    assert list(report_io.clause_index(report)) == ["ACCUM-1", "HOOK-1"]
+    assert sorted(["ACCUM-10", "ACCUM-2", "ACCUM-1"], key=report_io.clause_sort_key) == [
+        "ACCUM-1",
+        "ACCUM-2",
+        "ACCUM-10",
+    ]
+
+
+def test_reader_constants_agree_with_the_writer():
+    """report_io does not import the writer (it would pull in torch); check they say the same."""
+    from conformance import report
+
+    assert report_io.REPORT_SCHEMA == report.REPORT_SCHEMA
+    assert report_io.REPORT_SCHEMA_VERSION == report.REPORT_SCHEMA_VERSION
+    assert report_io.OUTCOMES == report.OUTCOMES
+
+
+def documented_top_level_fields() -> list[str]:
+    section = SCHEMA_DOC.read_text(encoding="utf-8").split("## Top level", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("source", ["builder", "old.json", "new.json"])
+def test_fixtures_have_every_documented_top_level_field(source):
+    report = valid() if source == "builder" else load_report(FIXTURES / source)
+    fields = documented_top_level_fields()
+    assert "clauses" in fields
+    assert set(fields) <= set(report)
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def summary_report() -> dict:
+    return make_report(
+        torch="2.13.0+cpu",
+        devices=["cpu"],
+        hypothesis_seed="1234",
+        clauses=[
+            clause("ACCUM-1", ".grad is None before the first backward", cpu="passed"),
+            clause(
+                "ACCUM-2",
+                "Each backward adds to .grad",
+                cpu=record("failed", "AssertionError: assert 3.0 == 4.0", tests=["t.py::test_adds[cpu]", "t.py::b"]),
+            ),
+            clause("ACCUM-10", "grad() does not accumulate", cpu=record("known failure", "pytorch/pytorch#1: bug")),
+            clause("HOOK-1", "Hooks see the gradient", cpu="passed"),
+            clause("HOOK-2", "A clause nobody tests on cpu"),
+            clause("LEAF-1", "Only for old torch", cpu=record("not applicable", "applies to <2.0")),
+            clause("LEAF-2", "Skipped here", cpu=record("skipped", "needs numpy")),
+        ],
+    )
+
+
+@pytest.fixture
+def summary_text(tmp_path, capsys) -> str:
+    status, out, err = run_cli(capsys, "summary", write_report(tmp_path, "r.json", summary_report()))
+    assert (status, err) == (0, "")
+    return out
+
+
+def test_summary_heading_describes_the_environment(summary_text):
+    heading = summary_text.split("**Verdict")[0]
+    assert heading.startswith("## Autograd conformance: torch 2.13.0+cpu (CPU build)\n")
+    assert "- **torch**: 2.13.0+cpu, CPU build, git `0123456789ab`\n" in heading
+    assert "**Python**: 3.11.7 (CPython) on Linux-6.1-x86\\_64-with-glibc2.36" in heading
+    assert "**Suite**: 0.1.0" in heading
+    assert "**Hypothesis**: profile `ci`, seed `1234`, derandomized" in heading
+
+
+def test_summary_names_the_cuda_build_and_a_random_seed(tmp_path, capsys):
+    report = make_report(
+        torch="2.15.0+cu128", torch_cuda="12.8", cudnn=91000, hypothesis_derandomize=False, clauses=[clause("ACCUM-1")]
+    )
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", report))
+    assert out.startswith("## Autograd conformance: torch 2.15.0+cu128 (CUDA 12.8, cuDNN 91000)\n")
+    assert "- **Hypothesis**: profile `ci`, random seed (hypothesis 6.100.0)\n" in out
+
+
+def test_summary_verdict_line_counts_outcomes_per_device(summary_text):
+    assert "\n**Verdict: violated** — cpu: 2 passed, 1 failed, 1 known failure, 1 not applicable, 1 skipped\n" in (
+        summary_text
+    )
+
+
+def test_summary_verdict_conforms(tmp_path, capsys):
+    report = make_report(clauses=[clause("ACCUM-1", cpu="passed"), clause("ACCUM-2", cpu="known failure")])
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", report))
+    assert "**Verdict: conforms** — cpu: 1 passed, 1 known failure\n" in out
+
+
+def test_summary_table_has_a_row_per_clause_with_outcome_cells(summary_text):
+    assert header_row(summary_text) == ["clause", "title", "cpu"]
+    assert table_row(summary_text, "ACCUM-1") == ["ACCUM-1", ".grad is None before the first backward", "✅ passed"]
+    assert table_row(summary_text, "ACCUM-2")[2] == "❌ failed"
+    assert table_row(summary_text, "ACCUM-10")[2] == "⚠️ known failure"
+    assert table_row(summary_text, "HOOK-2")[2] == ""  # no entry for the device: empty cell
+    assert table_row(summary_text, "LEAF-1")[2] == "➖ n/a"
+    assert table_row(summary_text, "LEAF-2")[2] == "⏭️ skipped"
+
+
+def test_summary_groups_rows_by_area_in_spec_order(summary_text):
+    sections = re.findall(r"^### (.+)$", summary_text, flags=re.MULTILINE)
+    assert sections == ["accumulation", "hooks", "leaves", "Failures"]
+    accumulation = summary_text.split("### accumulation")[1].split("### hooks")[0]
+    assert [line.split(" | ")[0] for line in accumulation.splitlines() if line.startswith("| ACCUM")] == [
+        "| ACCUM-1",
+        "| ACCUM-2",
+        "| ACCUM-10",
+    ]
+
+
+def test_summary_failures_section_lists_message_reason_and_first_test(summary_text):
+    failures = summary_text.split("### Failures")[1].strip().splitlines()
+    assert failures == [
+        (
+            "- ❌ failed: **ACCUM-2** on cpu — Each backward adds to .grad; "
+            "message: `AssertionError: assert 3.0 == 4.0`; first test: `t.py::test_adds[cpu]`"
+        ),
+        (
+            "- ⚠️ known failure: **ACCUM-10** on cpu — grad() does not accumulate; "
+            "reason: `pytorch/pytorch#1: bug`; first test: `conformance/tests/test_x.py::test_it[cpu]`"
+        ),
+    ]
+
+
+def test_summary_says_when_nothing_failed(tmp_path, capsys):
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", valid()))
+    assert out.rstrip().endswith("### Failures\n\nNone: no clause failed, and none is a known failure.")
+
+
+def test_summary_gives_no_column_to_a_device_where_everything_was_skipped(tmp_path, capsys):
+    report = make_report(devices=["cpu", "cuda"], clauses=[clause("ACCUM-1", cpu="passed")])
+    absent_device(report, "cuda", "no CUDA device")
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", report))
+    assert header_row(out) == ["clause", "title", "cpu"]
+    assert "*Every clause was skipped on cuda (no CUDA device): no column for it.*" in out
+    assert "— cpu: 1 passed; cuda: 1 skipped" in out
+    assert "cuda: not available (no CUDA device)" in out
+
+
+def test_summary_has_a_column_per_device_with_outcomes(tmp_path, capsys):
+    report = make_report(devices=["cpu", "cuda"], clauses=[clause("ACCUM-1", cpu="passed", cuda="failed")])
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", report))
+    assert table_row(out, "ACCUM-1") == ["ACCUM-1", "title of ACCUM-1", "✅ passed", "❌ failed"]
+
+
+def test_summary_escapes_markdown_in_titles_and_messages(tmp_path, capsys):
+    report = make_report(clauses=[clause("ACCUM-1", "a | b is *not* <tensor>", cpu=record("failed", "assert `x` | y"))])
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", report))
+    assert table_row(out, "ACCUM-1") == ["ACCUM-1", r"a \| b is \*not\* \<tensor\>", "❌ failed"]
+    assert r"message: ``assert `x` \| y``" in out
+
+
+# ----------------------------------------------------------------------------- matrix
+
+
+def versioned(torch: str, *, devices=("cpu",), **outcomes: str) -> dict:
+    """A report for ``torch`` with ACCUM-1 (and more clauses as keywords: ``HOOK_1="failed"``) on its devices."""
+    clauses = [clause("ACCUM-1", **{d: "passed" for d in devices})]
+    clauses += [clause(cid.replace("_", "-"), **{d: outcome for d in devices}) for cid, outcome in outcomes.items()]
+    return make_report(torch=torch, devices=devices, clauses=clauses)
+
+
+def test_matrix_columns_are_sorted_by_version_not_text(tmp_path, capsys):
+    paths = [write_report(tmp_path, f"{v}.json", versioned(v)) for v in ("2.10.0", "1.13.1+cu117", "2.9.1", "2.0.1")]
+    status, out, err = run_cli(capsys, "matrix", *paths)
+    assert (status, err) == (0, "")
+    assert header_row(out) == ["clause", "title", "1.13.1+cu117", "2.0.1", "2.9.1", "2.10.0"]
+
+
+def test_matrix_labels_columns_with_the_device_when_a_report_has_several(tmp_path, capsys):
+    two = write_report(tmp_path, "two.json", versioned("2.13.0+cu121", devices=["cpu", "cuda"]))
+    one = write_report(tmp_path, "one.json", versioned("2.9.1"))
+    _, out, _ = run_cli(capsys, "matrix", two, one)
+    assert header_row(out)[2:] == ["2.9.1 · cpu", "2.13.0+cu121 · cpu", "2.13.0+cu121 · cuda"]
+
+
+def test_matrix_omits_devices_where_every_clause_was_skipped(tmp_path, capsys):
+    report = versioned("2.13.0+cpu", devices=["cpu"])
+    report["devices"].append("cuda")
+    absent_device(report, "cuda", "no CUDA device")
+    _, out, _ = run_cli(capsys, "matrix", write_report(tmp_path, "r.json", report))
+    assert header_row(out)[2:] == ["2.13.0+cpu"]
+    assert "cpu (every clause skipped on cuda: not shown)" in out
+
+
+def test_matrix_same_version_on_different_devices_is_fine(tmp_path, capsys):
+    cpu = write_report(tmp_path, "cpu.json", versioned("2.13.0"))
+    cuda = write_report(tmp_path, "cuda.json", versioned("2.13.0", devices=["cuda"]))
+    status, out, _ = run_cli(capsys, "matrix", cpu, cuda)
+    assert status == 0
+    assert header_row(out)[2:] == ["2.13.0 · cpu", "2.13.0 · cuda"]
+
+
+def test_matrix_refuses_two_reports_of_the_same_version_and_device(tmp_path, capsys):
+    first = write_report(tmp_path, "first.json", versioned("2.13.0+cpu"))
+    other = write_report(tmp_path, "other.json", versioned("2.9.1"))
+    second = write_report(tmp_path, "second.json", versioned("2.13.0+cpu"))
+    status, out, err = run_cli(capsys, "matrix", first, other, second)
+    assert (status, out) == (2, "")
+    assert err == (
+        f"error: {first} and {second} both report torch 2.13.0+cpu on cpu; "
+        "expected at most one report per torch version and device\n"
+    )
+
+
+def test_matrix_rows_are_the_union_of_clauses_by_area_and_number(tmp_path, capsys):
+    old = make_report(torch="1.13.1", clauses=[clause("ACCUM-2", cpu="failed"), clause("DETACH-1", cpu="passed")])
+    new = make_report(
+        torch="2.15.0",
+        clauses=[
+            clause("ACCUM-10", cpu="passed"),
+            clause("ACCUM-2", cpu="passed"),
+            clause("HOOK-1", cpu=record("not applicable")),
+        ],
+    )
+    paths = [write_report(tmp_path, "old.json", old), write_report(tmp_path, "new.json", new)]
+    _, out, _ = run_cli(capsys, "matrix", *paths)
+    rows = [line.split(" | ")[0][2:] for line in out.split("| clause |")[1].splitlines()[2:]]
+    assert rows[: rows.index("**totals**")] == [
+        "**accumulation**",
+        "ACCUM-2",
+        "ACCUM-10",
+        "**hooks**",
+        "HOOK-1",
+        "**detach**",  # only in the older report: after the newest report's areas
+        "DETACH-1",
+    ]
+    assert table_row(out, "ACCUM-2")[2:] == ["❌", "✅"]
+    assert table_row(out, "ACCUM-10")[2:] == ["", "✅"]
+    assert table_row(out, "HOOK-1")[2:] == ["", "➖"]
+    assert table_row(out, "DETACH-1")[2:] == ["✅", ""]
+
+
+def test_matrix_has_totals_legend_and_environments(tmp_path, capsys):
+    old = versioned("2.9.1", HOOK_1="failed", HOOK_2="failed")
+    new = versioned("2.10.0", HOOK_1="passed", HOOK_2="known failure")
+    paths = [write_report(tmp_path, "new.json", new), write_report(tmp_path, "old.json", old)]
+    _, out, _ = run_cli(capsys, "matrix", *paths)
+    assert table_row(out, "✅ passed")[2:] == ["1", "2"]
+    assert table_row(out, "❌ failed")[2:] == ["2", "0"]
+    assert table_row(out, "⚠️ known failure")[2:] == ["0", "1"]
+    assert "| ➖ not applicable |" not in out  # no such outcome anywhere: no totals row
+    assert "Legend: ✅ passed · ❌ failed · ⚠️ known failure · ➖ not applicable · ⏭️ skipped · ❔ untested" in out
+    environments = out.split("| torch | git |")[1].split("\n\n")[0]
+    assert environments.index("| 2.9.1 |") < environments.index("| 2.10.0 |")
+    assert f"`{paths[1]}`" in table_row(out, "2.9.1")[-1]
+    assert table_row(out, "2.9.1")[1:5] == ["`0123456789ab`", "CPU build", "3.11.7", "ci"]
+
+
+def test_matrix_html_is_a_self_contained_page_with_coloured_cells(tmp_path, capsys):
+    paths = [
+        write_report(tmp_path, "a.json", versioned("2.9.1", HOOK_1="failed")),
+        write_report(tmp_path, "b.json", versioned("2.10.0", HOOK_1="passed")),
+    ]
+    status, out, _ = run_cli(capsys, "matrix", "--format", "html", *paths)
+    assert status == 0
+    assert out.startswith("<!DOCTYPE html>")
+    assert "<style>" in out and "td.o-failed { background:" in out
+    assert not re.search(r"(src|href)=", out)  # nothing to fetch
+    assert out.index("<th>2.9.1</th>") < out.index("<th>2.10.0</th>")
+    assert '<td class="cell o-failed" title="failed">❌</td>' in out
+
+
+# ----------------------------------------------------------------------------- command line plumbing
+
+
+def test_output_option_writes_the_file_atomically_and_prints_nothing(tmp_path, capsys):
+    target = tmp_path / "out" / "nested" / "summary.md"
+    status, out, err = run_cli(capsys, "summary", str(FIXTURES / "new.json"), "-o", str(target))
+    assert (status, out, err) == (0, "", "")
+    assert target.read_text(encoding="utf-8").startswith("## Autograd conformance: torch 2.15.0+cu128 (CUDA 12.8")
+    assert [p.name for p in target.parent.iterdir()] == ["summary.md"]  # no temporary file left behind
+
+
+def test_output_option_replaces_an_existing_file(tmp_path, capsys):
+    target = tmp_path / "matrix.md"
+    target.write_text("stale\n", encoding="utf-8")
+    assert main(["matrix", str(FIXTURES / "old.json"), "--output", str(target)]) == 0
+    assert "stale" not in target.read_text(encoding="utf-8")
+
+
+def test_unwritable_output_is_an_error(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    status, out, err = run_cli(capsys, "summary", str(FIXTURES / "new.json"), "-o", str(blocker / "x.md"))
+    assert (status, out) == (2, "")
+    assert err.startswith(f"error: {blocker / 'x.md'}: cannot write the output")
+
+
+def test_usage_errors_and_help(capsys):
+    status, _, err = run_cli(capsys)
+    assert status == 2
+    assert "usage: python -m conformance" in err
+    status, out, _ = run_cli(capsys, "--help")
+    assert status == 0
+    assert "{summary,diff,matrix}" in out or all(cmd in out for cmd in ("summary", "diff", "matrix"))
+    status, _, err = run_cli(capsys, "matrix", "--format", "pdf", str(FIXTURES / "new.json"))
+    assert status == 2
+    assert "invalid choice: 'pdf'" in err
+
+
+def test_python_dash_m_conformance_runs_the_tools(tmp_path):
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "conformance", *argv],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            check=False,
+        )
+
+    summary = run("summary", str(FIXTURES / "old.json"))
+    assert summary.returncode == 0, summary.stderr
+    assert summary.stdout.startswith("## Autograd conformance: torch 1.13.1+cu117")
+    diff = run("diff", str(FIXTURES / "old.json"), str(FIXTURES / "new.json"))
+    assert diff.returncode == 1, diff.stderr
+    assert diff.stdout.startswith("torch 1.13.1+cu117 → torch 2.15.0+cu128 on cpu, cuda: 1 regression")
+    bad = run("matrix", str(FIXTURES / "not-json.json"))
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+# ----------------------------------------------------------------------------- against the real writer
+
+
+@pytest.fixture
+def _keep_outer_hypothesis_profile():
+    """The in-process run below loads a hypothesis profile globally; put ours back afterwards."""
+    name = hypothesis.settings.get_current_profile_name()
+    yield
+    hypothesis.settings.load_profile(name)
+
+
+SPEC = """\
+# Test area
+
+## PASS-1: holds
+
+> A normative sentence.
+
+- **Source**: <https://pytorch.org/docs/stable/autograd.html>
+- **Versions**: `>=1.13`
+
+```python
+pass
+```
+
+## FAIL-1: is violated
+
+> Another normative sentence.
+
+- **Source**: <https://pytorch.org/docs/stable/autograd.html>
+- **Versions**: `>=1.13`
+
+```python
+pass
+```
+"""
+
+TESTS = """\
+import pytest
+
+@pytest.mark.spec("PASS-1")
+def test_holds(device):
+    pass
+
+@pytest.mark.spec("FAIL-1")
+def test_violated(device):
+    assert 1 == 2, "one is not two"
+"""
+
+
+@pytest.mark.usefixtures("_keep_outer_hypothesis_profile")
+def test_reports_written_by_the_plugin_are_read_by_the_tools(pytester, monkeypatch, capsys):
+    monkeypatch.delenv("CONFORMANCE_PROFILE", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makeini("[pytest]\nconformance_testpaths = .\n")
+    (pytester.path / "specs").mkdir()
+    (pytester.path / "specs" / "area.md").write_text(SPEC, encoding="utf-8")
+    pytester.makepyfile(test_conformance=textwrap.dedent(TESTS))
+    pytester.runpytest("-p", "conformance.plugin", "--specs-dir=specs", "--device=cpu", "--conformance-report=r.json")
+    capsys.readouterr()
+    path = str(pytester.path / "r.json")
+    report = load_report(path)
+    assert json.loads(Path(path).read_text(encoding="utf-8"))["verdict"] == "violated"
+    status, out, err = run_cli(capsys, "summary", path)
+    assert (status, err) == (0, "")
+    assert table_row(out, "PASS-1")[2:] == ["✅ passed"]
+    assert table_row(out, "FAIL-1")[2:] == ["❌ failed"]
+    assert "message: `AssertionError: one is not two" in out
+    assert run_cli(capsys, "diff", path, path)[0] == 0
+    assert report_io.outcome_table(report)["FAIL-1", "cpu"]["tests"] == ["test_conformance.py::test_violated[cpu]"]
