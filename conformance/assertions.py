@@ -78,6 +78,8 @@ def assert_raises(
         if match is not None and not re.search(match, str(exc)):
             fail(clause, f"{what} raised {type(exc).__name__} as expected, but its message does not match {match!r}: {exc}")
         return
+    except Exception as exc:  # noqa: BLE001 - the wrong exception type violates the clause too
+        fail(clause, f"{what} should raise {exception.__name__}, but raised {type(exc).__name__}: {exc}")
     fail(clause, f"{what} should raise {exception.__name__}" + (f" matching {match!r}" if match else "") + ", but it did not")
 
 

@@ -154,9 +154,14 @@ def test_assert_raises_fails_when_the_message_does_not_match():
     assert "`op()` raised RuntimeError as expected, but its message does not match 'boom': something else" in message
 
 
-def test_assert_raises_lets_other_exceptions_through():
-    with pytest.raises(KeyError):
-        raising_block(KeyError("k"), expected=RuntimeError)()
+def test_assert_raises_reports_another_exception_type_as_a_violation():
+    message = violation(raising_block(ValueError("only one element tensors"), expected=RuntimeError))
+    assert "`op()` should raise RuntimeError, but raised ValueError: only one element tensors" in message
+
+
+def test_assert_raises_lets_non_exceptions_through():
+    with pytest.raises(KeyboardInterrupt):
+        raising_block(KeyboardInterrupt(), expected=RuntimeError)()
 
 
 def test_assert_succeeds_reports_an_exception_as_a_violation():

@@ -169,11 +169,23 @@ def test_item_of_a_one_element_tensor(device, dtype, data):
     assert_equal(torch.equal(rebuilt, element) or bool(rebuilt.isnan().any()), True, clause="XFER-9", what=f"item() = {value!r} equals the element {element}")
 
 
-@pytest.mark.spec("XFER-9")
+def _not_one_element(device: str) -> st.SearchStrategy[torch.Tensor]:
+    return tensors(dtype=dtypes(ALL_DTYPES), shape=shapes().filter(lambda s: int(np.prod(s)) != 1), device=device)
+
+
+@pytest.mark.spec("XFER-11")
 @given(data=st.data())
-def test_item_raises_unless_exactly_one_element(device, data):
-    t = data.draw(tensors(shape=shapes().filter(lambda s: int(np.prod(s)) != 1), device=device), label="t")
-    with assert_raises(RuntimeError, clause="XFER-9", what=f"item() of a tensor with {t.numel()} elements"):
+def test_item_raises_runtime_error_unless_exactly_one_element(device, data):
+    t = data.draw(_not_one_element(device), label="t")
+    with assert_raises(RuntimeError, clause="XFER-11", what=f"item() of a {t.dtype} tensor with {t.numel()} elements"):
+        t.item()
+
+
+@pytest.mark.spec("XFER-12")
+@given(data=st.data())
+def test_item_raises_value_error_unless_exactly_one_element(device, data):
+    t = data.draw(_not_one_element(device), label="t")
+    with assert_raises(ValueError, clause="XFER-12", what=f"item() of a {t.dtype} tensor with {t.numel()} elements"):
         t.item()
 
 
