@@ -258,7 +258,8 @@ def records_on(report: Mapping, device: str) -> list[dict]:
 
 
 def fully_skipped_devices(report: Mapping) -> dict[str, str]:
-    """``{device: reason}`` for devices on which *every* record is ``skipped`` (typically: device absent).
+    """``{device: reason}`` for devices on which nothing ran: every record is ``skipped`` or ``not applicable``
+    (and at least one is skipped), typically because the device is absent.
 
     The reason is the one ``environment.device_status`` gives for the device,
     else the first record's.
@@ -267,7 +268,8 @@ def fully_skipped_devices(report: Mapping) -> dict[str, str]:
     result = {}
     for device in device_columns(report):
         records = records_on(report, device)
-        if records and all(record["outcome"] == "skipped" for record in records):
+        outcomes = {record["outcome"] for record in records}
+        if "skipped" in outcomes and outcomes <= {"skipped", "not applicable"}:
             reason = ""
             if isinstance(status, dict) and isinstance(status.get(device), dict):
                 reason = str(status[device].get("reason") or "")

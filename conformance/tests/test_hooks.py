@@ -681,9 +681,21 @@ def _warnings_of(action: Callable[[], Any]) -> tuple[Any, list[str]]:
     return result, [f"{w.category.__name__}: {w.message}" for w in caught]
 
 
-def _deprecation_warnings(caught: Sequence[str]) -> list[str]:
-    """The warnings HOOK-13 requires: a FutureWarning saying it is deprecated and naming the replacement."""
-    return [w for w in caught if w.startswith("FutureWarning: ") and "deprecated" in w and "register_full_backward_hook" in w]
+#: The category of register_backward_hook's deprecation warning, by the clause in force:
+#: FutureWarning from torch 2.4 (HOOK-13), UserWarning before (HOOK-14). One test per clause,
+#: and the clause's version range (not the test) decides which one runs.
+DEPRECATION_WARNING_CLAUSES = [
+    pytest.param("HOOK-13", FutureWarning, marks=pytest.mark.spec("HOOK-13"), id="HOOK-13-FutureWarning"),
+    pytest.param("HOOK-14", UserWarning, marks=pytest.mark.spec("HOOK-14"), id="HOOK-14-UserWarning"),
+]
+#: The message both clauses name; the seed's silent ReLU test ignores it whatever its category.
+NON_FULL_HOOK_MESSAGE = "Using a non-full backward hook"
+
+
+def _deprecation_warnings(caught: Sequence[str], category: type[Warning]) -> list[str]:
+    """The warnings HOOK-13/14 require: ``category``, saying it is deprecated and naming the replacement."""
+    prefix = f"{category.__name__}: "
+    return [w for w in caught if w.startswith(prefix) and "deprecated" in w and "register_full_backward_hook" in w]
 
 
 @pytest.mark.spec("HOOK-12")
@@ -710,13 +722,13 @@ def test_deprecated_backward_hook_is_exact_on_a_single_operation_module(device, 
     assert_close(grad_output[0], weight, clause="HOOK-12", what=f"grad_output[0] vs the gradient with respect to the output ({what})")
 
 
-@pytest.mark.spec("HOOK-13")
+@pytest.mark.parametrize(("clause", "category"), DEPRECATION_WARNING_CLAUSES)
 @given(data=st.data())
-def test_deprecated_backward_hook_on_a_multi_operation_module_warns_on_every_call(device, data):
+def test_deprecated_backward_hook_on_a_multi_operation_module_warns_on_every_call(device, clause, category, data):
     case = data.draw(st.sampled_from(MULTI_OPERATION_CASES), label="module")
     module = _module(case, device)
     _, at_registration = _warnings_of(lambda: module.register_backward_hook(lambda m, grad_input, grad_output: None))
-    assert_equal(at_registration, [], clause="HOOK-13", what=f"warnings from registering a register_backward_hook hook on the module of `{case.source}`")
+    assert_equal(at_registration, [], clause=clause, what=f"warnings from registering a register_backward_hook hook on the module of `{case.source}`")
     for call in range(data.draw(st.integers(1, 2), label="number of calls")):
         # the output must have a grad_fn: through the parameters, or else through the inputs
         requires_grad = data.draw(st.booleans(), label="inputs require grad") if case.has_parameters else True
@@ -724,8 +736,8 @@ def test_deprecated_backward_hook_on_a_multi_operation_module_warns_on_every_cal
         if data.draw(st.booleans(), label="inputs are intermediates (x * 1.0)"):
             args = tuple(a * 1.0 if _is_tensor(a) else a for a in args)
         _, caught = _warnings_of(lambda: module(*args, **kwargs))
-        if not _deprecation_warnings(caught):
-            fail("HOOK-13", f"call {call} of `{case.source}` with a register_backward_hook hook should emit a FutureWarning saying this is deprecated and naming register_full_backward_hook; warnings: {caught}")
+        if not _deprecation_warnings(caught, category):
+            fail(clause, f"call {call} of `{case.source}` with a register_backward_hook hook should emit a {category.__name__} saying this is deprecated and naming register_full_backward_hook; warnings: {caught}")
 
 
 def _seed_model_with_deprecated_hooks(device: str) -> tuple[_SeedModel, dict]:
@@ -747,12 +759,12 @@ def test_seed_deprecated_backward_hook_on_relu_is_exact_and_silent(device):
     model, seen = _seed_model_with_deprecated_hooks(device)
     x = torch.tensor([[1.0, 1.0, 1.0]], device=device, requires_grad=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # from the nn.Linear children: HOOK-13
+        warnings.filterwarnings("ignore", message=NON_FULL_HOOK_MESSAGE)  # from the nn.Linear children: HOOK-13/14
         hidden = model.fc1(x)
     activated, relu1_warnings = _warnings_of(lambda: model.relu1(hidden))
     assert_equal(relu1_warnings, [], clause="HOOK-12", what="warnings from calling the seed's relu1 on fc1's output with a register_backward_hook hook")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message=NON_FULL_HOOK_MESSAGE)
         o = model.fc2(activated)
     o.backward()
     if "relu1" not in seen:
@@ -762,11 +774,11 @@ def test_seed_deprecated_backward_hook_on_relu_is_exact_and_silent(device):
     assert_close(grad_output[0], torch.tensor([[1.0, 2.0, 3.0, 4.0]]), clause="HOOK-12", what="grad_output of the seed's relu1")
 
 
-@pytest.mark.spec("HOOK-13")
-def test_seed_deprecated_backward_hooks_warn_on_the_linear_layers(device):
+@pytest.mark.parametrize(("clause", "category"), DEPRECATION_WARNING_CLAUSES)
+def test_seed_deprecated_backward_hooks_warn_on_the_linear_layers(device, clause, category):
     model, _ = _seed_model_with_deprecated_hooks(device)
     inputs = {"fc1": torch.tensor([[1.0, 1.0, 1.0]], device=device, requires_grad=True), "fc2": torch.tensor([[7.0, 0.0, 27.0, 0.0]], device=device)}
     for name, layer_input in inputs.items():
         _, caught = _warnings_of(lambda: getattr(model, name)(layer_input))
-        if not _deprecation_warnings(caught):
-            fail("HOOK-13", f"calling the seed's {name} (nn.Linear) with a register_backward_hook hook should emit the FutureWarning; warnings: {caught}")
+        if not _deprecation_warnings(caught, category):
+            fail(clause, f"calling the seed's {name} (nn.Linear) with a register_backward_hook hook should emit the {category.__name__}; warnings: {caught}")
