@@ -1,0 +1,74 @@
+"""The README and docs/ agree with the code: the gate workflow, the commands they show, the tox matrix."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conformance.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+WORKFLOW = ROOT / "docs" / "torch-upgrade-gate.yml"
+
+
+def fenced_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def test_readme_shows_the_committed_gate_workflow_verbatim():
+    assert WORKFLOW.read_text(encoding="utf-8") in fenced_blocks(README, "yaml"), (
+        "the README's workflow must be docs/torch-upgrade-gate.yml, unchanged: copy the file into the README"
+    )
+
+
+def test_gate_workflow_runs_both_sides_and_gates_on_the_diff():
+    workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    jobs = workflow["jobs"]
+    assert jobs["conformance"]["strategy"]["matrix"]["side"] == ["old", "new"]
+    assert jobs["gate"]["needs"] == "conformance"
+    gate_script = "\n".join(step.get("run", "") for step in jobs["gate"]["steps"])
+    assert "python -m conformance diff conformance-old.json conformance-new.json" in gate_script
+    assert 'exit "$status"' in gate_script, "the gate must exit with diff's status"
+
+
+def conformance_commands(text: str) -> list[list[str]]:
+    """Every ``python -m conformance ...`` command line in ``text``, as argument lists."""
+    commands = []
+    for line in text.splitlines():
+        match = re.search(r"python -m conformance (.*)", line)
+        if match:
+            arguments = re.split(r"#|\|\||>>|`|\)|\|", match.group(1))[0]
+            commands.append(shlex.split(arguments.replace("\\", "")))
+    return commands
+
+
+@pytest.mark.parametrize("source", ["README.md", "docs/torch-upgrade-gate.yml", "docs/report-schema.md", "tools/archive-matrix"])
+def test_every_report_tool_command_shown_in_the_docs_parses(source):
+    text = (ROOT / source).read_text(encoding="utf-8")
+    commands = conformance_commands(text)
+    assert commands, f"{source} shows no python -m conformance command"
+    parser = build_parser()
+    for arguments in commands:
+        try:
+            parser.parse_args(arguments)
+        except SystemExit:
+            pytest.fail(f"{source}: `python -m conformance {' '.join(arguments)}` does not parse")
+
+
+def test_tox_has_an_environment_per_torch_minor_line_pinned_to_a_patch_release():
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    pins = re.findall(r"^\s*torch(\d+): torch==(\d+)\.(\d+)\.(\d+)$", tox["testenv"]["deps"], flags=re.M)
+    assert pins, "tox.ini pins no torch"
+    for env, major, minor, _patch in pins:
+        assert env == f"{major}{minor}" or env == f"{major}{minor:0>1}", f"env torch{env} pins torch {major}.{minor}"
+    lines = [(int(major), int(minor)) for _, major, minor, _ in pins]
+    assert lines[0] == (1, 13) and lines == sorted(lines)
+    expected_2x = [(2, minor) for minor in range(0, lines[-1][1] + 1)]
+    assert lines[1:] == expected_2x, "every 2.x minor line up to the newest must have an environment"
