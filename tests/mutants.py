@@ -173,6 +173,29 @@ def _item_returns_float_for_integers(mp):
     mp.setattr(torch.Tensor, "item", item)
 
 
+def _item_of_many_elements_returns_the_first(mp):
+    original = torch.Tensor.item
+    mp.setattr(torch.Tensor, "item", lambda self: original(self.reshape(-1)[0]) if self.numel() > 1 else original(self))
+
+
+def _deprecated_backward_hook_warns_user_warning(mp):
+    """The pre-2.4 category (HOOK-14) on a torch where HOOK-13 applies."""
+    import types
+
+    import torch.nn.modules.module as module_py
+
+    real = module_py.warnings
+
+    def warn(message, category=None, *args, **kwargs):
+        if category is FutureWarning and "non-full backward hook" in str(message):
+            category = UserWarning
+        return real.warn(message, category, *args, **kwargs)
+
+    shim = types.SimpleNamespace(**{name: getattr(real, name) for name in dir(real) if not name.startswith("__")})
+    shim.warn = warn
+    mp.setattr(module_py, "warnings", shim)
+
+
 def _backward_always_retains_graph(mp):
     original = torch.Tensor.backward
 
@@ -299,6 +322,8 @@ MUTANTS = {
         Mutant("numpy_ignores_requires_grad", ("XFER-5",), "Tensor.numpy() silently detaches a tensor that requires grad", _numpy_ignores_requires_grad),
         Mutant("to_always_copies", ("XFER-3",), "Tensor.to() copies even when nothing changes", _to_always_copies),
         Mutant("item_returns_float_for_integers", ("XFER-9",), "Tensor.item() of an integer tensor returns a float", _item_returns_float_for_integers),
+        Mutant("item_of_many_elements_returns_the_first", ("XFER-11",), "Tensor.item() of a tensor with several elements returns the first instead of raising", _item_of_many_elements_returns_the_first),
+        Mutant("deprecated_backward_hook_warns_user_warning", ("HOOK-13",), "register_backward_hook's deprecation warning is a UserWarning again (the pre-2.4 category)", _deprecated_backward_hook_warns_user_warning),
         Mutant("backward_always_retains_graph", ("BWD-1",), "Tensor.backward() never frees the graph", _backward_always_retains_graph),
         Mutant("backward_ignores_inputs", ("BWD-7",), "Tensor.backward(inputs=...) fills every leaf's .grad", _backward_ignores_inputs),
         Mutant("retain_grad_is_a_no_op", ("LEAF-6",), "Tensor.retain_grad() does nothing", _retain_grad_is_a_no_op),
