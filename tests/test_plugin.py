@@ -498,17 +498,6 @@ def test_selected_profile_from_environment(environment, expected):
 
 # ----------------------------------------------------------------------------- expectations file
 
-EXPECTATION_TESTS = """
-    from conformance.assertions import fail
-
-    @pytest.mark.spec("PASS-1")
-    def test_holds(device):
-        pass
-
-    @pytest.mark.spec("FAIL-1")
-    def test_violated(device):
-        fail("FAIL-1", "the thing should hold, but it does not")
-    """
 
 
 def write_expectations(suite: Suite, body: str) -> None:
@@ -516,7 +505,7 @@ def write_expectations(suite: Suite, body: str) -> None:
 
 
 def test_expected_failure_from_the_file_is_a_non_blocking_known_failure(suite):
-    suite.write_tests(EXPECTATION_TESTS)
+    suite.write_tests(REPORT_TESTS)
     write_expectations(
         suite,
         """
@@ -537,7 +526,7 @@ def test_expected_failure_from_the_file_is_a_non_blocking_known_failure(suite):
 
 
 def test_expectation_out_of_its_torch_range_or_device_is_not_applied(suite):
-    suite.write_tests(EXPECTATION_TESTS)
+    suite.write_tests(REPORT_TESTS)
     write_expectations(
         suite,
         """
@@ -560,7 +549,7 @@ def test_expectation_out_of_its_torch_range_or_device_is_not_applied(suite):
 
 
 def test_stale_expectations_are_warned_about_and_reported(suite):
-    suite.write_tests(EXPECTATION_TESTS)
+    suite.write_tests(REPORT_TESTS)
     write_expectations(
         suite,
         """
@@ -601,7 +590,7 @@ def test_stale_expectations_are_warned_about_and_reported(suite):
     ],
 )
 def test_malformed_expectations_file_is_a_usage_error(suite, body, message):
-    suite.write_tests(EXPECTATION_TESTS)
+    suite.write_tests(REPORT_TESTS)
     (suite.pytester.path / "expectations.toml").write_text(body, encoding="utf-8")
     result = suite.run("--expectations", "expectations.toml")
     assert result.ret == USAGE_ERROR
@@ -609,7 +598,7 @@ def test_malformed_expectations_file_is_a_usage_error(suite, body, message):
 
 
 def test_missing_expectations_file_is_a_usage_error(suite):
-    suite.write_tests(EXPECTATION_TESTS)
+    suite.write_tests(REPORT_TESTS)
     result = suite.run("--expectations", "nowhere.toml")
     assert result.ret == USAGE_ERROR
     result.stderr.fnmatch_lines(["*cannot read expectations file *nowhere.toml*"])
