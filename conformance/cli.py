@@ -15,18 +15,16 @@ schema-1 report, reports that cannot be compared -- reported as one
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
 from .diff import diff_reports, render_diff
 from .render import render_matrix, render_matrix_html, render_summary
-from .report_io import ReportError, load_report
+from .report_io import ReportError, load_report, write_text_atomically
 
-__all__ = ["build_parser", "main", "write_atomically"]
+__all__ = ["build_parser", "main"]
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -127,25 +125,12 @@ def run_matrix(args: argparse.Namespace) -> tuple[str, int]:
 # output
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def emit(text: str, output: str | None) -> None:
     if output is None:
         write_stdout(text)
         return
     try:
-        write_atomically(Path(output), text)
+        write_text_atomically(Path(output), text)
     except OSError as exc:
         raise OutputError(f"{output}: cannot write the output ({exc.strerror or exc})") from None
 

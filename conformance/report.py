@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import platform
-import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ import torch
 
 from . import __version__
 from .devices import DeviceStatus, probe
-from .report_io import OUTCOMES, REPORT_SCHEMA, REPORT_SCHEMA_VERSION  # the reader owns the schema constants
+from .report_io import OUTCOMES, REPORT_SCHEMA, REPORT_SCHEMA_VERSION, write_text_atomically  # the reader owns the schema
 from .specs import Clause
 
 __all__ = [
@@ -218,14 +216,5 @@ def build_report(
 
 
 def write_json_atomically(path: Path, payload: dict) -> None:
-    """Write to a temporary file beside ``path`` and rename: readers never see half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """The report as JSON, written atomically (see :func:`report_io.write_text_atomically`)."""
+    write_text_atomically(path, json.dumps(payload, indent=1) + "\n")

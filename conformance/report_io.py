@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ __all__ = [
     "torch_sort_key",
     "torch_version",
     "validate_report",
+    "write_text_atomically",
 ]
 
 #: the value of the report's ``schema`` field
@@ -309,3 +312,17 @@ def clause_sort_key(clause_id: str) -> tuple:
     if match:
         return (match.group(1), int(match.group(2)), clause_id)
     return (clause_id, -1, clause_id)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place:
+    a reader never sees half a file, and an interrupted write leaves the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -651,7 +651,7 @@ def test_interrupted_write_leaves_the_previous_report_intact(tmp_path, monkeypat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(json, "dump", interrupted)
+    monkeypatch.setattr("conformance.report_io.os.replace", interrupted)  # Ctrl-C after the data, before the rename
     with pytest.raises(KeyboardInterrupt):
         write_json_atomically(target, {"schema_version": 1, "run": "new"})
     assert json.loads(target.read_text()) == {"schema_version": 1, "run": "previous"}
