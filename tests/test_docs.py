@@ -72,3 +72,34 @@ def test_tox_has_an_environment_per_torch_minor_line_pinned_to_a_patch_release()
     assert lines[0] == (1, 13) and lines == sorted(lines)
     expected_2x = [(2, minor) for minor in range(0, lines[-1][1] + 1)]
     assert lines[1:] == expected_2x, "every 2.x minor line up to the newest must have an environment"
+
+
+# ----------------------------------------------------------------------------- the committed version matrix
+
+REPORTS = sorted((ROOT / "docs" / "reports").glob("torch-*.json.gz"))
+#: the behaviours that changed between torch 1.13 and the newest release: one clause per side
+VERSION_SPLIT_CLAUSES = {"ACCUM-6", "ACCUM-7", "HOOK-13", "HOOK-14", "XFER-11", "XFER-12"}
+
+
+def test_committed_matrix_is_rebuilt_from_the_committed_reports(tmp_path):
+    from conformance.cli import main
+
+    assert len(REPORTS) == 17, "one report per tox torch environment"
+    out = tmp_path / "matrix.md"
+    assert main(["matrix", *[str(p.relative_to(ROOT)) for p in REPORTS], "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == (ROOT / "docs" / "matrix.md").read_text(encoding="utf-8"), (
+        "docs/matrix.md is stale: run tools/archive-matrix"
+    )
+
+
+def test_oldest_to_newest_torch_diff_is_exactly_the_version_split_clauses():
+    from conformance.diff import diff_reports
+    from conformance.report_io import load_report, torch_sort_key, torch_version
+
+    ordered = sorted((load_report(p) for p in REPORTS), key=lambda report: torch_sort_key(torch_version(report)))
+    oldest, newest = ordered[0], ordered[-1]
+    result = diff_reports(oldest, newest, "oldest", "newest")
+    changed = {change.clause_id for changes in result.changes.values() for change in changes}
+    assert result.regressions == []
+    assert changed == VERSION_SPLIT_CLAUSES
+    assert {c.clause_id for c in result.changes["applicability"]} == VERSION_SPLIT_CLAUSES
