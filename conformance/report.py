@@ -28,7 +28,7 @@ import torch
 
 from . import __version__
 from .devices import DeviceStatus, probe
-from .report_io import OUTCOMES, REPORT_SCHEMA, REPORT_SCHEMA_VERSION, write_text_atomically  # the reader owns the schema
+from .report_io import OUTCOMES, REPORT_SCHEMA, REPORT_SCHEMA_VERSION, count_outcomes, write_text_atomically  # the reader owns the schema
 from .specs import Clause
 
 __all__ = [
@@ -124,11 +124,7 @@ def clause_outcomes(
 
 def tally(outcomes: Mapping[str, Mapping[str, dict]], device: str) -> dict[str, int]:
     """``{outcome: number of clauses}`` on ``device``, worst outcome first."""
-    counts: dict[str, int] = defaultdict(int)
-    for per_device in outcomes.values():
-        if device in per_device:
-            counts[per_device[device]["outcome"]] += 1
-    return {outcome: counts[outcome] for outcome in OUTCOMES if counts.get(outcome)}
+    return count_outcomes([per_device[device] for per_device in outcomes.values() if device in per_device])
 
 
 def _device_entry(name: str) -> dict:
