@@ -578,6 +578,17 @@ def test_stale_expectations_are_warned_about_and_reported(suite):
     )
 
 
+def test_expectation_of_a_clause_whose_tests_were_not_collected_is_not_stale(suite):
+    """Running one file of the suite says nothing about the known failures of the other files."""
+    suite.write_tests(REPORT_TESTS)
+    suite.write_tests('@pytest.mark.spec("PASS-1")\ndef test_other(device):\n    pass\n', name="test_other_area")
+    write_expectations(suite, '[[expected_failure]]\nclause = "FAIL-1"\nreason = "known"\n')
+    result, report = run_report(suite, "test_other_area.py", "--device", "cpu", "--expectations", "expectations.toml")
+    assert result.ret == 0
+    assert report["expectations"]["stale"] == []
+    assert "STALE EXPECTATION" not in result.stdout.str()
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
