@@ -296,6 +296,37 @@ def _eval_freezes_parameters(mp):
     mp.setattr(torch.nn.Module, "train", train)
 
 
+def _saved_tensors_hooks_ignored(mp):
+    class SavedTensorsHooks(torch.autograd.graph.saved_tensors_hooks):
+        def __enter__(self):
+            pass
+
+        def __exit__(self, *exc):
+            pass
+
+    mp.setattr(torch.autograd.graph, "saved_tensors_hooks", SavedTensorsHooks)
+
+
+def _inference_mode_does_nothing(mp):
+    class InferenceMode(_grad_mode.inference_mode):
+        def __enter__(self):
+            pass
+
+        def __exit__(self, *exc):
+            pass
+
+    _patch_everywhere(mp, "inference_mode", InferenceMode)
+
+
+def _module_requires_grad_false_ignored(mp):
+    original = torch.nn.Module.requires_grad_
+
+    def requires_grad_(self, requires_grad=True):
+        return self if not requires_grad else original(self, requires_grad)
+
+    mp.setattr(torch.nn.Module, "requires_grad_", requires_grad_)
+
+
 def _mse_sum_is_mean(mp):
     original = _F.mse_loss
 
@@ -308,7 +339,7 @@ def _mse_sum_is_mean(mp):
 MUTANTS = {
     m.name: m
     for m in (
-        Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
+        Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2", "SAVED-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
         Mutant("no_grad_exit_keeps_grad_disabled", ("GRADMODE-5",), "leaving torch.no_grad() leaves grad mode disabled", _no_grad_exit_keeps_grad_disabled),
         Mutant("set_grad_enabled_function_ignored", ("GRADMODE-7",), "torch.set_grad_enabled(False) called as a function does nothing", _set_grad_enabled_function_ignored),
         Mutant("inference_mode_is_no_grad", ("GRADMODE-14",), "torch.inference_mode() behaves like no_grad: no inference tensors", _inference_mode_is_no_grad),
@@ -324,7 +355,7 @@ MUTANTS = {
         Mutant("item_returns_float_for_integers", ("XFER-9",), "Tensor.item() of an integer tensor returns a float", _item_returns_float_for_integers),
         Mutant("item_of_many_elements_returns_the_first", ("XFER-11",), "Tensor.item() of a tensor with several elements returns the first instead of raising", _item_of_many_elements_returns_the_first),
         Mutant("deprecated_backward_hook_warns_user_warning", ("HOOK-13",), "register_backward_hook's deprecation warning is a UserWarning again (the pre-2.4 category)", _deprecated_backward_hook_warns_user_warning),
-        Mutant("backward_always_retains_graph", ("BWD-1",), "Tensor.backward() never frees the graph", _backward_always_retains_graph),
+        Mutant("backward_always_retains_graph", ("BWD-1", "SAVED-5"), "Tensor.backward() never frees the graph", _backward_always_retains_graph),
         Mutant("backward_ignores_inputs", ("BWD-7",), "Tensor.backward(inputs=...) fills every leaf's .grad", _backward_ignores_inputs),
         Mutant("retain_grad_is_a_no_op", ("LEAF-6",), "Tensor.retain_grad() does nothing", _retain_grad_is_a_no_op),
         Mutant("non_leaf_grad_read_is_silent", ("LEAF-5",), "reading .grad of a non-leaf does not warn", _non_leaf_grad_read_is_silent),
@@ -334,8 +365,11 @@ MUTANTS = {
         Mutant("hook_handle_remove_does_nothing", ("HOOK-5",), "RemovableHandle.remove() leaves the hook registered", _hook_handle_remove_does_nothing),
         Mutant("forward_hook_return_ignored", ("HOOK-7",), "a forward hook's return value does not replace the module's output", _forward_hook_return_ignored),
         Mutant("train_does_not_recurse", ("MODULE-1",), "Module.train()/eval() set .training on the module itself only, not its children", _train_does_not_recurse),
-        Mutant("eval_freezes_parameters", ("MODULE-2",), "Module.train(mode) also sets requires_grad=mode on every parameter", _eval_freezes_parameters),
+        Mutant("eval_freezes_parameters", ("MODULE-2", "SAVED-7"), "Module.train(mode) also sets requires_grad=mode on every parameter", _eval_freezes_parameters),
         Mutant("mse_sum_is_mean", ("MODULE-14",), "F.mse_loss(reduction='sum') averages instead of summing", _mse_sum_is_mean),
+        Mutant("saved_tensors_hooks_ignored", ("SAVED-1", "SAVED-6"), "saved_tensors_hooks installs no hooks: operations save tensors without calling pack", _saved_tensors_hooks_ignored),
+        Mutant("inference_mode_does_nothing", ("GRADMODE-14", "SAVED-3"), "torch.inference_mode() neither disables grad nor creates inference tensors", _inference_mode_does_nothing),
+        Mutant("module_requires_grad_false_ignored", ("REQGRAD-7", "SAVED-4"), "Module.requires_grad_(False) leaves the parameters trainable", _module_requires_grad_false_ignored),
         Mutant("requires_grad_method_accepts_integers", ("REQGRAD-8",), "Tensor.requires_grad_() silently ignores integer tensors", _requires_grad_method_accepts_integers),
     )
 }

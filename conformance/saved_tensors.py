@@ -1,0 +1,100 @@
+"""Record what autograd saves for backward, through ``torch.autograd.graph.saved_tensors_hooks``.
+
+``with record_saved_tensors() as log: <forward>`` installs a pack hook that
+counts every tensor an operation saves for backward and its size in bytes, and
+wraps each in a :class:`Packed` holder the graph keeps instead of the tensor.
+``log.alive()`` says how many holders the graph still references: autograd
+drops them when it frees the graph (after a backward without
+``retain_graph=True``, or when the graph goes out of scope), so this is a
+deterministic measure of what the graph keeps alive, on any device.
+
+The holder keeps a *detached* alias of the saved tensor (same storage, no
+``grad_fn``): holding the tensor itself would make a saved output reference its
+own graph node, a cycle that keeps the graph alive.  The unpack hook returns
+the alias, scaled by ``unpack_scale`` when it is not 1 (tests use that to see
+that backward really uses what the unpack hook returns).
+"""
+
+from __future__ import annotations
+
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+__all__ = ["Packed", "SavedTensorLog", "record_saved_tensors", "tensor_bytes"]
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes of the tensor's elements (not of its whole storage)."""
+    return tensor.numel() * tensor.element_size()
+
+
+class Packed:
+    """What the graph stores instead of a saved tensor; weak-referenceable, so its release is observable."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
+@dataclass
+class SavedTensorLog:
+    """Every tensor packed while the recorder was active, in order."""
+
+    unpack_scale: float = 1.0
+    shapes: list[tuple[int, ...]] = field(default_factory=list)
+    dtypes: list[torch.dtype] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # bytes of each saved tensor
+    _holders: list[weakref.ref] = field(default_factory=list, repr=False)
+    unpacked: int = 0
+
+    @property
+    def count(self) -> int:
+        """Number of tensors saved for backward."""
+        return len(self.sizes)
+
+    @property
+    def bytes(self) -> int:
+        """Total bytes of the tensors saved for backward (a tensor saved twice counts twice)."""
+        return sum(self.sizes)
+
+    def alive(self) -> int:
+        """How many of the packed holders something (the graph) still references."""
+        return sum(ref() is not None for ref in self._holders)
+
+    def saved(self) -> list[torch.Tensor]:
+        """The saved tensors (detached aliases) whose holders are still alive."""
+        return [holder.tensor for holder in (ref() for ref in self._holders) if holder is not None]
+
+    def describe(self) -> str:
+        items = ", ".join(
+            f"{str(dtype).replace('torch.', '')}{list(shape)}" for dtype, shape in zip(self.dtypes, self.shapes)
+        )
+        return f"{self.count} saved tensor(s), {self.bytes} bytes" + (f": {items}" if items else "")
+
+    # the hooks
+    def pack(self, tensor: torch.Tensor) -> Packed:
+        self.shapes.append(tuple(tensor.shape))
+        self.dtypes.append(tensor.dtype)
+        self.sizes.append(tensor_bytes(tensor))
+        holder = Packed(tensor.detach())
+        self._holders.append(weakref.ref(holder))
+        return holder
+
+    def unpack(self, holder: Packed) -> torch.Tensor:
+        self.unpacked += 1
+        if self.unpack_scale == 1.0:
+            return holder.tensor
+        return holder.tensor * self.unpack_scale
+
+
+@contextmanager
+def record_saved_tensors(*, unpack_scale: float = 1.0) -> Iterator[SavedTensorLog]:
+    """Record the tensors saved for backward by operations run inside the block."""
+    log = SavedTensorLog(unpack_scale=unpack_scale)
+    with torch.autograd.graph.saved_tensors_hooks(log.pack, log.unpack):
+        yield log

@@ -1,0 +1,251 @@
+"""Saved tensors: what the graph keeps alive for backward.  Spec: specs/saved_tensors.md.
+
+Every check counts the tensors an operation saves through
+``torch.autograd.graph.saved_tensors_hooks`` (``conformance/saved_tensors.py``),
+so memory facts are exact on every device, not sampled from an allocator.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conformance.assertions import assert_close, assert_equal, fail
+from conformance.graphs import GRAPH_DTYPES, graphs
+from conformance.modes import INFERENCE_MODE, NO_GRAD, SET_GRAD_DISABLED
+from conformance.networks import networks
+from conformance.saved_tensors import SavedTensorLog, record_saved_tensors
+from conformance.strategies import broadcastable_shapes, shapes, tensors
+
+#: Every documented way of turning grad mode off (SAVED-2).
+GRAD_OFF = {
+    **{f"no_grad {form}": run for form, run in NO_GRAD.items()},
+    **{f"set_grad_enabled(False) {form}": run for form, run in SET_GRAD_DISABLED.items()},
+}
+
+
+def _forward_with_a_saving_op(graph) -> torch.Tensor:
+    """The graph's output squared: ``pow`` saves its input, so in grad mode something is always saved."""
+    return graph.output().pow(2)
+
+
+def _assert_nothing_saved(log: SavedTensorLog, *, clause: str, what: str) -> None:
+    __tracebackhide__ = True
+    if log.count:
+        fail(clause, f"{what} should save nothing for backward, but it saved {log.describe()}")
+
+
+def _matches(saved: torch.Tensor, expected: torch.Tensor) -> bool:
+    return (
+        saved.shape == expected.shape
+        and saved.dtype == expected.dtype
+        and saved.device == expected.device
+        and torch.equal(saved.detach().cpu(), expected.detach().cpu())
+    )
+
+
+# ----------------------------------------------------------------------------- SAVED-1
+
+#: The documented examples: form -> (callable, which tensors it saves given the inputs and the result)
+SAVING_OPS: dict[str, tuple[Callable, Callable]] = {
+    "a * b": (lambda a, b: a * b, lambda a, b, y: [a, b]),
+    "torch.mul(a, b)": (lambda a, b: torch.mul(a, b), lambda a, b, y: [a, b]),
+    "a.mul(b)": (lambda a, b: a.mul(b), lambda a, b, y: [a, b]),
+    "x.pow(2)": (lambda a, b: a.pow(2), lambda a, b, y: [a]),
+    "x ** 2": (lambda a, b: a**2, lambda a, b, y: [a]),
+    "torch.pow(x, 2)": (lambda a, b: torch.pow(a, 2), lambda a, b, y: [a]),
+    "torch.exp(x)": (lambda a, b: torch.exp(a), lambda a, b, y: [y]),
+    "x.exp()": (lambda a, b: a.exp(), lambda a, b, y: [y]),
+}
+
+
+@pytest.mark.spec("SAVED-1")
+@pytest.mark.parametrize("form", list(SAVING_OPS))
+@given(data=st.data())
+def test_recorded_operation_saves_what_its_backward_needs(device, form, data):
+    dtype = data.draw(st.sampled_from(GRAPH_DTYPES), label="dtype")
+    a = data.draw(tensors(dtype=dtype, shape=shapes(max_dims=3), device=device, requires_grad=True), label="a")
+    b = data.draw(tensors(dtype=dtype, shape=broadcastable_shapes(tuple(a.shape)), device=device, requires_grad=True), label="b")
+    run, expected_saved = SAVING_OPS[form]
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = run(a, b)
+    expected = expected_saved(a, b, y)
+    names = {id(a): "a", id(b): "b", id(y): "the result"}
+    what = f"`{form}` in grad mode (a {list(a.shape)}, b {list(b.shape)}, {dtype}) should save {[names[id(t)] for t in expected]}"
+    assert_equal(len(saved), len(expected), clause="SAVED-1", what=f"{what}; the number of pack-hook calls")
+    unmatched = list(range(len(saved)))  # indices: each saved tensor answers for one expected tensor
+    for tensor in expected:
+        index = next((i for i in unmatched if _matches(saved[i], tensor)), None)
+        if index is None:
+            packed = ", ".join(f"{str(s.dtype)}{list(s.shape)}" for s in saved)
+            fail("SAVED-1", f"{what}; the pack hook never received {names[id(tensor)]} (it received: {packed})")
+        unmatched.remove(index)
+
+
+# ----------------------------------------------------------------------------- SAVED-2, SAVED-3
+
+
+@pytest.mark.spec("SAVED-2")
+@pytest.mark.parametrize("form", sorted(GRAD_OFF))
+@given(data=st.data())
+def test_grad_off_operations_save_nothing(device, form, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    with record_saved_tensors() as log:
+        GRAD_OFF[form](lambda: _forward_with_a_saving_op(graph))
+    _assert_nothing_saved(log, clause="SAVED-2", what=f"inside {form}, the program below followed by `.pow(2)`\n{graph!r}\n")
+
+
+@pytest.mark.spec("SAVED-2")
+@pytest.mark.parametrize("form", sorted(GRAD_OFF))
+@given(data=st.data())
+def test_grad_off_module_forward_saves_nothing(device, form, data):
+    net = data.draw(networks(device=device), label="network")
+    net.batch.requires_grad_(data.draw(st.booleans(), label="input requires grad"))
+    with record_saved_tensors() as log:
+        GRAD_OFF[form](net.forward)
+    _assert_nothing_saved(log, clause="SAVED-2", what=f"inside {form}, the forward of {net!r} (parameters requiring grad)")
+
+
+@pytest.mark.spec("SAVED-3")
+@pytest.mark.parametrize("form", sorted(INFERENCE_MODE))
+@given(data=st.data())
+def test_inference_mode_operations_save_nothing(device, form, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    with record_saved_tensors() as log:
+        INFERENCE_MODE[form](lambda: _forward_with_a_saving_op(graph))
+    _assert_nothing_saved(log, clause="SAVED-3", what=f"inside inference_mode ({form}), the program below followed by `.pow(2)`\n{graph!r}\n")
+
+
+@pytest.mark.spec("SAVED-3")
+@pytest.mark.parametrize("form", sorted(INFERENCE_MODE))
+@given(data=st.data())
+def test_inference_mode_module_forward_saves_nothing(device, form, data):
+    net = data.draw(networks(device=device), label="network")
+    with record_saved_tensors() as log:
+        INFERENCE_MODE[form](net.forward)
+    _assert_nothing_saved(log, clause="SAVED-3", what=f"inside inference_mode ({form}), the forward of {net!r} (parameters requiring grad)")
+
+
+# ----------------------------------------------------------------------------- SAVED-4
+
+#: Documented ways of freezing a module's parameters.
+FREEZE_FORMS = {
+    "p.requires_grad = False": lambda module: [setattr(p, "requires_grad", False) for p in module.parameters()],
+    "p.requires_grad_(False)": lambda module: [p.requires_grad_(False) for p in module.parameters()],
+    "module.requires_grad_(False)": lambda module: module.requires_grad_(False),
+}
+
+
+@pytest.mark.spec("SAVED-4")
+@given(data=st.data())
+def test_operations_on_tensors_not_requiring_grad_save_nothing(device, data):
+    graph = data.draw(graphs(device=device, requires_grad=False), label="graph")
+    with record_saved_tensors() as log:
+        _forward_with_a_saving_op(graph)
+    _assert_nothing_saved(log, clause="SAVED-4", what=f"in grad mode, the program below (no leaf requires grad) followed by `.pow(2)`\n{graph!r}\n")
+
+
+@pytest.mark.spec("SAVED-4")
+@pytest.mark.parametrize("freeze", sorted(FREEZE_FORMS))
+@given(data=st.data())
+def test_frozen_module_forward_saves_nothing(device, freeze, data):
+    net = data.draw(networks(device=device), label="network")
+    FREEZE_FORMS[freeze](net.module)
+    with record_saved_tensors() as log:
+        net.forward()
+    _assert_nothing_saved(log, clause="SAVED-4", what=f"in grad mode, the forward of {net!r} frozen via `{freeze}`, input not requiring grad")
+
+
+# ----------------------------------------------------------------------------- SAVED-5
+
+#: A backward pass over ``y``, in every documented spelling.
+PASSES = {
+    "y.backward()": lambda y, leaves, **kw: y.backward(**kw),
+    "torch.autograd.backward(y)": lambda y, leaves, **kw: torch.autograd.backward(y, **kw),
+    "torch.autograd.grad(y, leaves)": lambda y, leaves, **kw: torch.autograd.grad(y, leaves, allow_unused=True, **kw),
+}
+
+
+def _check_release(log: SavedTensorLog, y: torch.Tensor, leaves, first: str, subject: str) -> None:
+    __tracebackhide__ = True
+    held = log.alive()  # saved by y's graph (steps whose results were dropped already released theirs)
+    if held == 0:
+        fail("SAVED-5", f"the graph of {subject} holds no saved tensor, so its release cannot be checked (it ends in `.pow(2)`, which saves its input)")
+    PASSES[first](y, leaves, retain_graph=True)
+    assert_equal(log.alive(), held, clause="SAVED-5", what=f"after `{first}` with retain_graph=True, of the {held} tensors the graph of {subject} saved, the number it still holds")
+    PASSES[first](y, leaves)
+    assert_equal(log.alive(), 0, clause="SAVED-5", what=f"after a second `{first}` without retain_graph, of the {held} tensors the graph of {subject} saved, the number it still holds")
+
+
+@pytest.mark.spec("SAVED-5")
+@pytest.mark.parametrize("first", sorted(PASSES))
+@given(data=st.data())
+def test_backward_releases_saved_tensors_unless_retained(device, first, data):
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    with record_saved_tensors() as log:
+        y = _forward_with_a_saving_op(graph).sum()
+    _check_release(log, y, graph.leaves, first, f"the program below followed by `.pow(2).sum()`\n{graph!r}\n")
+
+
+@pytest.mark.spec("SAVED-5")
+@pytest.mark.parametrize("first", sorted(PASSES))
+@given(data=st.data())
+def test_backward_releases_a_modules_saved_tensors_unless_retained(device, first, data):
+    net = data.draw(networks(device=device), label="network")
+    with record_saved_tensors() as log:
+        y = net.forward().pow(2).sum()
+    _check_release(log, y, list(net.module.parameters()), first, f"the forward of {net!r} followed by `.pow(2).sum()`")
+
+
+# ----------------------------------------------------------------------------- SAVED-6
+
+#: Forms whose gradient d/dx sum(x*x) is 2x computed from saved copies of x.
+SQUARES = {
+    "x.pow(2)": lambda x: x.pow(2),
+    "x ** 2": lambda x: x**2,
+    "torch.pow(x, 2)": lambda x: torch.pow(x, 2),
+    "x * x": lambda x: x * x,
+}
+
+
+@pytest.mark.spec("SAVED-6")
+@pytest.mark.parametrize("square", sorted(SQUARES))
+@given(data=st.data())
+def test_backward_uses_what_the_unpack_hook_returns(device, square, data):
+    x = data.draw(tensors(dtype=torch.float64, shape=shapes(max_dims=3), device=device, requires_grad=True), label="x")
+    scale = data.draw(st.sampled_from([0.0, 0.5, 2.0, 4.0, -1.0]), label="unpack scale k")
+    with record_saved_tensors(unpack_scale=scale):
+        y = SQUARES[square](x).sum()
+    y.backward()
+    what = f"the gradient of `{square}.sum()` when the unpack hook returns k={scale} times each saved tensor (expected 2*k*x)"
+    assert_close(x.grad, 2 * scale * x.detach(), clause="SAVED-6", what=what)
+
+
+# ----------------------------------------------------------------------------- SAVED-7
+
+EVAL_FORMS = {"module.eval()": lambda m: m.eval(), "module.train(False)": lambda m: m.train(False)}
+
+
+@pytest.mark.spec("SAVED-7")
+@pytest.mark.parametrize("form", sorted(EVAL_FORMS))
+@given(data=st.data())
+def test_eval_mode_saves_what_train_mode_saves(device, form, data):
+    net = data.draw(networks(device=device), label="network")
+    with record_saved_tensors() as in_train:
+        net.forward()
+    EVAL_FORMS[form](net.module)
+    with record_saved_tensors() as in_eval:
+        net.forward()
+    if in_eval.count == 0:
+        fail("SAVED-7", f"after `{form}`, the forward of {net!r} in grad mode saved nothing for backward; in training mode it saved {in_train.describe()}")
+    assert_equal(
+        list(zip(in_eval.shapes, in_eval.dtypes)),
+        list(zip(in_train.shapes, in_train.dtypes)),
+        clause="SAVED-7",
+        what=f"after `{form}`, the (shape, dtype) of each tensor the forward of {net!r} saves, compared with training mode,",
+    )
