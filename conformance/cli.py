@@ -4,10 +4,12 @@ Subcommands:
 
 * ``summary REPORT`` -- the clause-by-clause Markdown table of one run, with its verdict;
 * ``diff OLD NEW`` -- the clauses whose outcome changed; exit status 1 when one regressed;
-* ``matrix REPORT...`` -- a clause × torch version × device table of several runs.
+* ``matrix REPORT...`` -- a clause × torch version × device table of several runs;
+* ``ratios RUN [NEW]`` -- the ratios (and memory figures) of a saved benchmark run, or how
+  the ratios changed between two runs; with ``--max-increase PCT``, exit 1 when one grew more.
 
 Exit status: 0 on success (``diff``: no regression), 1 when ``diff`` finds a
-regression, 2 on bad input -- a missing or unreadable file, a file that is not a
+regression (``ratios``: a ratio grew past ``--max-increase``), 2 on bad input -- a missing or unreadable file, a file that is not a
 schema-1 report, reports that cannot be compared -- reported as one
 ``error: ...`` line on stderr.
 """
@@ -20,6 +22,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
+from .benchmarks.ratios import (
+    BenchmarkFileError,
+    compare_ratios,
+    load_benchmarks,
+    memory_rows,
+    ratios,
+    render_memory,
+    render_ratio_changes,
+    render_ratios,
+)
 from .diff import diff_reports, render_diff
 from .render import render_matrix, render_matrix_html, render_summary
 from .report_io import ReportError, load_report, write_text_atomically
@@ -88,7 +100,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_output_option(matrix)
     matrix.set_defaults(run=run_matrix)
+
+    ratio = commands.add_parser(
+        "ratios",
+        help="ratios within a saved benchmark run, or their change between two runs",
+        description="Read pytest-benchmark JSON files (--benchmark-save / --benchmark-json) of the suite's benchmarks. "
+        "With one file: each variant's median over its baseline's median, and the memory figures. With two: how "
+        "each ratio changed. Ratios hold across machines, so two runs need not come from the same machine.",
+        epilog="Exit status: 0 ok, 1 a ratio grew more than --max-increase, 2 bad input.",
+    )
+    ratio.add_argument("first", metavar="RUN", help="a saved benchmark run (JSON); with NEW, the baseline")
+    ratio.add_argument("new", metavar="NEW", nargs="?", help="a later run to compare with RUN (JSON)")
+    ratio.add_argument(
+        "--max-increase",
+        metavar="PCT",
+        type=_percentage,
+        help="with NEW: exit 1 when a ratio grew by more than PCT percent (e.g. 50 or 50%%)",
+    )
+    add_output_option(ratio)
+    ratio.set_defaults(run=run_ratios)
     return parser
+
+
+def _percentage(text: str) -> float:
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
 
 
 def add_output_option(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +160,29 @@ def run_matrix(args: argparse.Namespace) -> tuple[str, int]:
     named = [(path, load_report(path)) for path in args.reports]
     render: Callable = render_matrix_html if args.format == "html" else render_matrix
     return render(named), EXIT_OK
+
+
+def run_ratios(args: argparse.Namespace) -> tuple[str, int]:
+    first = load_benchmarks(args.first)
+    if args.new is None:
+        if args.max_increase is not None:
+            raise BenchmarkFileError("--max-increase needs two runs: RUN and NEW")
+        lines = [f"Ratios in {args.first} (median of the variant / median of its baseline):", ""]
+        lines += render_ratios(ratios(first))
+        memory = memory_rows(first)
+        if memory:
+            lines += ["", "Memory:", ""] + render_memory(memory)
+        return "\n".join(lines) + "\n", EXIT_OK
+    changes = compare_ratios(ratios(first), ratios(load_benchmarks(args.new)))
+    if not changes:
+        raise BenchmarkFileError(f"{args.first} and {args.new} have no ratio in common")
+    limit = args.max_increase
+    flagged = {new.key for _, new, change in changes if limit is not None and change * 100 > limit}
+    lines = [f"Ratios: {args.first} -> {args.new}" + (f" (limit: +{limit:g}%)" if limit is not None else ""), ""]
+    lines += render_ratio_changes(changes, flagged=flagged)
+    if flagged:
+        lines += ["", f"{len(flagged)} ratio(s) grew by more than {limit:g}%."]
+    return "\n".join(lines) + "\n", EXIT_REGRESSION if flagged else EXIT_OK
 
 
 # --------------------------------------------------------------------------------------------------
@@ -155,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         text, status = args.run(args)
         emit(text, args.output)
-    except (ReportError, OutputError) as exc:
+    except (ReportError, BenchmarkFileError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return status

@@ -23,6 +23,8 @@ from .specs import SpecError, SpecRegistry, load_specs
 SPEC_MARKER = "spec"
 DEFAULT_REPORT = "conformance-report.json"
 _PACKAGE_TESTS = Path(__file__).resolve().parent / "tests"
+#: Benchmarks cite clauses like tests (checked the same way) but have no outcome in the report.
+_PACKAGE_BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
 
 
 # ----------------------------------------------------------------------------- options
@@ -90,8 +92,10 @@ class ConformanceRun:
     report_path: Path | None = None
 
     def is_conformance_test(self, item: pytest.Item) -> bool:
-        path = Path(str(item.path)).resolve()
-        return any(root == path or root in path.parents for root in self.conformance_roots)
+        return _under(item, self.conformance_roots)
+
+    def is_benchmark(self, item: pytest.Item) -> bool:
+        return _under(item, [_PACKAGE_BENCHMARKS])
 
     @pytest.hookimpl(tryfirst=True)  # see every collected item, before -k/-m deselect some
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -99,19 +103,22 @@ class ConformanceRun:
         keep: list[pytest.Item] = []
         deselected: list[pytest.Item] = []
         for item in items:
-            if not self.is_conformance_test(item):
+            conformance_test = self.is_conformance_test(item)
+            if not conformance_test and not self.is_benchmark(item):
                 keep.append(item)
                 continue
             clause_ids = tuple(dict.fromkeys(arg for mark in item.iter_markers(SPEC_MARKER) for arg in mark.args))
             unknown = [cid for cid in clause_ids if cid not in self.registry]
             if not clause_ids:
-                problems.append(f"{item.nodeid}: conformance test cites no clause (add @pytest.mark.spec('AREA-N'))")
+                kind = "conformance test" if conformance_test else "benchmark"
+                problems.append(f"{item.nodeid}: {kind} cites no clause (add @pytest.mark.spec('AREA-N'))")
                 continue
             if unknown:
                 problems.append(f"{item.nodeid}: cites unknown clause ID(s) {', '.join(unknown)}")
                 continue
-            for cid in clause_ids:
-                self.citations[cid].append(item.nodeid)
+            if conformance_test:
+                for cid in clause_ids:
+                    self.citations[cid].append(item.nodeid)
             if self.clause_filter and not self.clause_filter.intersection(clause_ids):
                 deselected.append(item)
                 continue
@@ -119,6 +126,9 @@ class ConformanceRun:
             if excluded:
                 reason = "; ".join(f"{c.id} applies to torch {c.versions}, installed torch is {torch.__version__}" for c in excluded)
                 item.add_marker(pytest.mark.skip(reason=reason))
+            if not conformance_test:  # a benchmark: timed, not judged
+                keep.append(item)
+                continue
             callspec = getattr(item, "callspec", None)
             device_name = callspec.params.get("device") if callspec else None
             self.records[item.nodeid] = TestRecord(item.nodeid, clause_ids, device_name)
@@ -247,6 +257,11 @@ class ConformanceRun:
             write(f"VERDICT: torch {torch.__version__} VIOLATES the spec: {'; '.join(violated)}", red=True, bold=True)
         else:
             write(f"VERDICT: torch {torch.__version__} conforms on {tested_on}", green=True, bold=True)
+
+
+def _under(item: pytest.Item, roots: list[Path]) -> bool:
+    path = Path(str(item.path)).resolve()
+    return any(root == path or root in path.parents for root in roots)
 
 
 def _failure_message(report: pytest.TestReport) -> str:

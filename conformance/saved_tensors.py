@@ -49,6 +49,7 @@ class SavedTensorLog:
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     dtypes: list[torch.dtype] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)  # bytes of each saved tensor
+    intermediate: list[bool] = field(default_factory=list)  # each: neither a leaf nor a view of one
     _holders: list[weakref.ref] = field(default_factory=list, repr=False)
     unpacked: int = 0
 
@@ -62,9 +63,23 @@ class SavedTensorLog:
         """Total bytes of the tensors saved for backward (a tensor saved twice counts twice)."""
         return sum(self.sizes)
 
+    @property
+    def intermediate_bytes(self) -> int:
+        """Bytes of the saved tensors that are intermediate results (not leaves such as parameters
+        or inputs, nor views of them): memory that only the graph keeps alive."""
+        return sum(size for size, flag in zip(self.sizes, self.intermediate) if flag)
+
     def alive(self) -> int:
         """How many of the packed holders something (the graph) still references."""
         return sum(ref() is not None for ref in self._holders)
+
+    def held_bytes(self, *, intermediate_only: bool = False) -> int:
+        """Bytes of the saved tensors whose holders something (the graph) still references."""
+        return sum(
+            size
+            for size, ref, flag in zip(self.sizes, self._holders, self.intermediate)
+            if ref() is not None and (flag or not intermediate_only)
+        )
 
     def saved(self) -> list[torch.Tensor]:
         """The saved tensors (detached aliases) whose holders are still alive."""
@@ -81,6 +96,8 @@ class SavedTensorLog:
         self.shapes.append(tuple(tensor.shape))
         self.dtypes.append(tensor.dtype)
         self.sizes.append(tensor_bytes(tensor))
+        base = tensor._base if tensor._base is not None else tensor
+        self.intermediate.append(not base.is_leaf)
         holder = Packed(tensor.detach())
         self._holders.append(weakref.ref(holder))
         return holder
