@@ -127,8 +127,8 @@ def _percentage(text: str) -> float:
         value = float(text.strip().rstrip("%"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    if not value >= 0 or value == float("inf"):  # also refuses nan, which no change exceeds
+        raise argparse.ArgumentTypeError(f"must be a finite, non-negative percentage: {text!r}")
     return value
 
 

@@ -62,6 +62,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "instead of failing the run (default: the suite's own conformance/expectations.toml, "
         "unless --specs-dir points at other specs; an empty value reads none)",
     )
+    group.addoption(
+        "--benchmark-torch-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch intra-op threads while the benchmarks in conformance/benchmarks run (default: 1, so that "
+        "other load on the machine cannot stall a thread barrier; 0 keeps torch's own default)",
+    )
     parser.addini(
         "conformance_testpaths",
         type="paths",

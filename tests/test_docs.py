@@ -37,6 +37,19 @@ def test_gate_workflow_runs_both_sides_and_gates_on_the_diff():
     assert 'exit "$status"' in gate_script, "the gate must exit with diff's status"
 
 
+def test_gate_workflow_benchmarks_both_torch_versions_on_one_runner_and_compares():
+    jobs = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))["jobs"]
+    steps = [step.get("run", "") for step in jobs["benchmarks"]["steps"]]
+    script = "\n".join(steps)
+    old_side = script.index('"torch==$OLD_TORCH"')
+    new_side = script.index('"torch==$NEW_TORCH"')
+    assert old_side < new_side, "the baseline must be saved before the new torch is compared with it"
+    assert "--pyargs conformance.benchmarks" in script and "--benchmark-save=old" in script
+    assert re.search(r"--benchmark-compare=0001 --benchmark-compare-fail=median:\d+%", script)
+    assert "python -m conformance ratios benchmarks-old.json benchmarks-new.json --max-increase" in script
+    assert 'exit "$status"' in steps[-1] or 'exit "$status"' in script, "the ratio step must exit with the gate's status"
+
+
 def conformance_commands(text: str) -> list[list[str]]:
     """Every ``python -m conformance ...`` command line in ``text``, as argument lists."""
     commands = []

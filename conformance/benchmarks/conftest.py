@@ -19,6 +19,7 @@ import torch
 from conformance.benchmarks.ratios import KEY, memory_rows, ratios, render_memory, render_ratios
 
 _RESULTS = pytest.StashKey[list]()
+_THREADS = pytest.StashKey[int]()  # torch intra-op threads the benchmarks ran with
 
 #: Untimed calls before timing starts (caches, allocator pools, lazy initialisation).
 WARMUP_CALLS = 3
@@ -109,6 +110,20 @@ class Bench:
         }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def torch_threads(request) -> int:
+    """Run the benchmarks with ``--benchmark-torch-threads`` intra-op threads (default 1); torch's setting is restored after."""
+    wanted = request.config.getoption("benchmark_torch_threads")
+    before = torch.get_num_threads()
+    if wanted > 0:
+        torch.set_num_threads(wanted)
+    request.config.stash[_THREADS] = torch.get_num_threads()
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture
 def bench(benchmark, device, request) -> Bench:
     """Time one variant of a comparison on ``device``; see :class:`Bench`."""
@@ -129,6 +144,7 @@ def pytest_terminal_summary(terminalreporter, config):
         found, memory = ratios(results), memory_rows(results)
         if found or memory:
             terminalreporter.section("autograd benchmark ratios (median of the variant / median of its baseline, same run)")
+            terminalreporter.write_line(f"torch {torch.__version__}, {config.stash.get(_THREADS, '?')} intra-op thread(s)")
             for line in render_ratios(found):
                 terminalreporter.write_line(line)
             if memory:
@@ -146,6 +162,7 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json[KEY] = {
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
+        "torch_threads": config.stash.get(_THREADS, None),
         "ratios": [
             {"comparison": r.comparison, "device": r.device, "variant": r.variant, "baseline": r.baseline, "ratio": r.value}
             for r in ratios(results)

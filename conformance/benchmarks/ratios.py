@@ -64,12 +64,18 @@ class MemoryRow:
     figures: dict  # name -> bytes or count
 
 
-def _annotated(benchmarks: Iterable[dict]) -> list[tuple[dict, dict]]:
-    """``(annotation, stats)`` of every benchmark this suite annotated, in order."""
+#: Keys every annotation carries (``memory`` is optional).
+NOTE_KEYS = ("comparison", "device", "variant", "baseline")
+
+
+def _annotated(benchmarks: Iterable) -> list[tuple[dict, dict]]:
+    """``(annotation, stats)`` of every benchmark this suite annotated, in order; malformed entries are skipped."""
     found = []
     for bench in benchmarks:
+        if not isinstance(bench, dict):
+            continue
         note = (bench.get("extra_info") or {}).get(KEY)
-        if note:
+        if isinstance(note, dict) and all(isinstance(note.get(key), str) for key in NOTE_KEYS):
             found.append((note, bench.get("stats") or {}))
     return found
 
@@ -103,7 +109,7 @@ def load_benchmarks(path: str | Path) -> list[dict]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise BenchmarkFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BenchmarkFileError(f"{path}: not JSON ({exc})") from None
     benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
     if not isinstance(benchmarks, list):
@@ -164,7 +170,11 @@ def _figure(name: str, value) -> str:
 def compare_ratios(old: Sequence[Ratio], new: Sequence[Ratio]) -> list[tuple[Ratio, Ratio, float]]:
     """``(old, new, relative change)`` for every ratio present in both runs, in the new run's order."""
     before = {r.key: r for r in old}
-    return [(before[r.key], r, r.value / before[r.key].value - 1.0) for r in new if r.key in before and before[r.key].value > 0]
+    return [
+        (before[r.key], r, r.value / before[r.key].value - 1.0)
+        for r in new
+        if r.key in before and 0 < before[r.key].value < math.inf  # a degenerate old ratio compares to nothing
+    ]
 
 
 def render_ratio_changes(changes: Sequence[tuple[Ratio, Ratio, float]], *, flagged: set | None = None) -> list[str]:

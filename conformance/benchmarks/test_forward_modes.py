@@ -19,10 +19,11 @@ from conformance.networks import BENCHMARK_NETWORKS
 from conformance.saved_tensors import record_saved_tensors
 
 #: variant -> the context the forward runs in; "grad" is the baseline of the ratios.
+#: (torch's classes are looked up when called, so a patched torch is the one timed.)
 MODES = {
-    "grad": contextlib.nullcontext,
-    "no_grad": torch.no_grad,
-    "inference_mode": torch.inference_mode,
+    "grad": lambda: contextlib.nullcontext(),
+    "no_grad": lambda: torch.no_grad(),
+    "inference_mode": lambda: torch.inference_mode(),
 }
 
 
