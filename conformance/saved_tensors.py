@@ -51,7 +51,6 @@ class SavedTensorLog:
     sizes: list[int] = field(default_factory=list)  # bytes of each saved tensor
     intermediate: list[bool] = field(default_factory=list)  # each: neither a leaf nor a view of one
     _holders: list[weakref.ref] = field(default_factory=list, repr=False)
-    unpacked: int = 0
 
     @property
     def count(self) -> int:
@@ -82,7 +81,7 @@ class SavedTensorLog:
         )
 
     def saved(self) -> list[torch.Tensor]:
-        """The saved tensors (detached aliases) whose holders are still alive."""
+        """The saved tensors (detached aliases: same storage, shape, dtype and device) still held, in packing order."""
         return [holder.tensor for holder in (ref() for ref in self._holders) if holder is not None]
 
     def describe(self) -> str:
@@ -103,7 +102,6 @@ class SavedTensorLog:
         return holder
 
     def unpack(self, holder: Packed) -> torch.Tensor:
-        self.unpacked += 1
         if self.unpack_scale == 1.0:
             return holder.tensor
         return holder.tensor * self.unpack_scale

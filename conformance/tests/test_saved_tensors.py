@@ -71,9 +71,9 @@ def test_recorded_operation_saves_what_its_backward_needs(device, form, data):
     a = data.draw(tensors(dtype=dtype, shape=shapes(max_dims=3), device=device, requires_grad=True), label="a")
     b = data.draw(tensors(dtype=dtype, shape=broadcastable_shapes(tuple(a.shape)), device=device, requires_grad=True), label="b")
     run, expected_saved = SAVING_OPS[form]
-    saved: list[torch.Tensor] = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+    with record_saved_tensors() as log:
         y = run(a, b)
+    saved = log.saved()  # y keeps its graph, so everything it packed is still held
     expected = expected_saved(a, b, y)
     names = {id(a): "a", id(b): "b", id(y): "the result"}
     what = f"`{form}` in grad mode (a {list(a.shape)}, b {list(b.shape)}, {dtype}) should save {[names[id(t)] for t in expected]}"
