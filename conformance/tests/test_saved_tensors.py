@@ -90,45 +90,34 @@ def test_recorded_operation_saves_what_its_backward_needs(device, form, data):
 # ----------------------------------------------------------------------------- SAVED-2, SAVED-3
 
 
-@pytest.mark.spec("SAVED-2")
-@pytest.mark.parametrize("form", sorted(GRAD_OFF))
+#: Every documented way of recording nothing, each carrying the clause it checks:
+#: (clause, form name, runner) -> one test id per form.
+RECORDING_OFF = [
+    *(pytest.param("SAVED-2", form, run, marks=pytest.mark.spec("SAVED-2"), id=form) for form, run in sorted(GRAD_OFF.items())),
+    *(
+        pytest.param("SAVED-3", f"inference_mode ({form})", run, marks=pytest.mark.spec("SAVED-3"), id=f"inference_mode {form}")
+        for form, run in sorted(INFERENCE_MODE.items())
+    ),
+]
+
+
+@pytest.mark.parametrize(("clause", "form", "run"), RECORDING_OFF)
 @given(data=st.data())
-def test_grad_off_operations_save_nothing(device, form, data):
+def test_operations_save_nothing_when_not_recording(device, clause, form, run, data):
     graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
     with record_saved_tensors() as log:
-        GRAD_OFF[form](lambda: _forward_with_a_saving_op(graph))
-    _assert_nothing_saved(log, clause="SAVED-2", what=f"inside {form}, the program below followed by `.pow(2)`\n{graph!r}\n")
+        run(lambda: _forward_with_a_saving_op(graph))
+    _assert_nothing_saved(log, clause=clause, what=f"inside {form}, the program below followed by `.pow(2)`\n{graph!r}\n")
 
 
-@pytest.mark.spec("SAVED-2")
-@pytest.mark.parametrize("form", sorted(GRAD_OFF))
+@pytest.mark.parametrize(("clause", "form", "run"), RECORDING_OFF)
 @given(data=st.data())
-def test_grad_off_module_forward_saves_nothing(device, form, data):
+def test_module_forward_saves_nothing_when_not_recording(device, clause, form, run, data):
     net = data.draw(networks(device=device), label="network")
     net.batch.requires_grad_(data.draw(st.booleans(), label="input requires grad"))
     with record_saved_tensors() as log:
-        GRAD_OFF[form](net.forward)
-    _assert_nothing_saved(log, clause="SAVED-2", what=f"inside {form}, the forward of {net!r} (parameters requiring grad)")
-
-
-@pytest.mark.spec("SAVED-3")
-@pytest.mark.parametrize("form", sorted(INFERENCE_MODE))
-@given(data=st.data())
-def test_inference_mode_operations_save_nothing(device, form, data):
-    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
-    with record_saved_tensors() as log:
-        INFERENCE_MODE[form](lambda: _forward_with_a_saving_op(graph))
-    _assert_nothing_saved(log, clause="SAVED-3", what=f"inside inference_mode ({form}), the program below followed by `.pow(2)`\n{graph!r}\n")
-
-
-@pytest.mark.spec("SAVED-3")
-@pytest.mark.parametrize("form", sorted(INFERENCE_MODE))
-@given(data=st.data())
-def test_inference_mode_module_forward_saves_nothing(device, form, data):
-    net = data.draw(networks(device=device), label="network")
-    with record_saved_tensors() as log:
-        INFERENCE_MODE[form](net.forward)
-    _assert_nothing_saved(log, clause="SAVED-3", what=f"inside inference_mode ({form}), the forward of {net!r} (parameters requiring grad)")
+        run(net.forward)
+    _assert_nothing_saved(log, clause=clause, what=f"inside {form}, the forward of {net!r} (parameters requiring grad)")
 
 
 # ----------------------------------------------------------------------------- SAVED-4
