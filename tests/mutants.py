@@ -18,6 +18,7 @@ import torch
 from hypothesis import Phase, settings
 
 from conformance.graphs import recorded_leaves
+from tests.patching import apply_for_the_run, patch_everywhere, undo_after_the_run
 
 _grad_mode = torch.autograd.grad_mode
 _F = torch.nn.functional
@@ -31,13 +32,6 @@ class Mutant:
     apply: Callable[[pytest.MonkeyPatch], None]
 
 
-def _patch_everywhere(mp: pytest.MonkeyPatch, name: str, value) -> None:
-    """Replace a grad-mode class wherever torch exports it."""
-    for module in (torch, torch.autograd, _grad_mode):
-        if hasattr(module, name):
-            mp.setattr(module, name, value)
-
-
 def _no_grad_does_nothing(mp):
     class NoGrad(_grad_mode.no_grad):
         def __enter__(self):
@@ -46,7 +40,7 @@ def _no_grad_does_nothing(mp):
         def __exit__(self, *exc):
             pass
 
-    _patch_everywhere(mp, "no_grad", NoGrad)
+    patch_everywhere(mp, "no_grad", NoGrad)
 
 
 def _no_grad_exit_keeps_grad_disabled(mp):
@@ -54,7 +48,7 @@ def _no_grad_exit_keeps_grad_disabled(mp):
         def __exit__(self, *exc):
             torch.set_grad_enabled(False)
 
-    _patch_everywhere(mp, "no_grad", NoGrad)
+    patch_everywhere(mp, "no_grad", NoGrad)
 
 
 def _set_grad_enabled_function_ignored(mp):
@@ -68,7 +62,7 @@ def _set_grad_enabled_function_ignored(mp):
         def __enter__(self):  # as a context manager: still works
             torch._C._set_grad_enabled(self.mode)
 
-    _patch_everywhere(mp, "set_grad_enabled", SetGradEnabled)
+    patch_everywhere(mp, "set_grad_enabled", SetGradEnabled)
 
 
 def _inference_mode_is_no_grad(mp):
@@ -76,7 +70,7 @@ def _inference_mode_is_no_grad(mp):
         def __init__(self, mode: bool = True):
             super().__init__()
 
-    _patch_everywhere(mp, "inference_mode", InferenceMode)
+    patch_everywhere(mp, "inference_mode", InferenceMode)
 
 
 def _zeros_requires_grad_by_default(mp):
@@ -315,7 +309,7 @@ def _inference_mode_does_nothing(mp):
         def __exit__(self, *exc):
             pass
 
-    _patch_everywhere(mp, "inference_mode", InferenceMode)
+    patch_everywhere(mp, "inference_mode", InferenceMode)
 
 
 def _module_requires_grad_false_ignored(mp):
@@ -374,9 +368,6 @@ MUTANTS = {
     )
 }
 
-_ACTIVE = pytest.StashKey[pytest.MonkeyPatch]()
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--mutant", choices=sorted(MUTANTS), help="break one torch behaviour (see tests/mutants.py)")
 
@@ -388,15 +379,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # A smaller budget keeps eleven-plus suite runs quick; test_mutations proves it still catches every mutant.
         settings.register_profile("mutation", settings.get_profile("ci"), max_examples=10, phases=[Phase.explicit, Phase.reuse, Phase.generate])
         settings.load_profile("mutation")
-        patch = pytest.MonkeyPatch()
-        MUTANTS[name].apply(patch)
-        config.stash[_ACTIVE] = patch
+        apply_for_the_run(config, MUTANTS[name].apply)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    patch = config.stash.get(_ACTIVE, None)
-    if patch is not None:
-        patch.undo()
+    undo_after_the_run(config)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -17,6 +17,8 @@ from typing import Callable
 import pytest
 import torch
 
+from tests.patching import apply_for_the_run, patch_everywhere, undo_after_the_run
+
 #: Several hundred times an item() call (about 0.3 us on a CPU).
 ITEM_DELAY = 200e-6
 #: About twenty times the benchmarked MLP forward (about 0.1 ms on a CPU core).
@@ -48,15 +50,12 @@ def _item_waits(mp: pytest.MonkeyPatch) -> None:
 
 
 def _no_grad_enter_waits(mp: pytest.MonkeyPatch) -> None:
-    grad_mode = torch.autograd.grad_mode
-
-    class NoGrad(grad_mode.no_grad):
+    class NoGrad(torch.autograd.grad_mode.no_grad):
         def __enter__(self):
             _busy_wait(NO_GRAD_DELAY)
             return super().__enter__()
 
-    for module in (torch, torch.autograd, grad_mode):
-        mp.setattr(module, "no_grad", NoGrad)
+    patch_everywhere(mp, "no_grad", NoGrad)
 
 
 SLOWDOWNS = {
@@ -67,9 +66,6 @@ SLOWDOWNS = {
     )
 }
 
-_ACTIVE = pytest.StashKey[pytest.MonkeyPatch]()
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--slowdown", choices=sorted(SLOWDOWNS), help="slow one torch call down (see tests/slowdowns.py)")
 
@@ -77,15 +73,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     name = config.getoption("slowdown")
     if name:
-        patch = pytest.MonkeyPatch()
-        SLOWDOWNS[name].apply(patch)
-        config.stash[_ACTIVE] = patch
+        apply_for_the_run(config, SLOWDOWNS[name].apply)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    patch = config.stash.get(_ACTIVE, None)
-    if patch is not None:
-        patch.undo()
+    undo_after_the_run(config)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
