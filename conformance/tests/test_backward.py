@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.assertions import assert_close, assert_equal, assert_raises, assert_succeeds
+from conformance.forms import BACKWARD_PASSES
 from conformance.graphs import graphs
 from conformance.strategies import tensors
 
@@ -21,33 +22,25 @@ def _saving_loss(graph):
     return (graph.output() ** 2).sum()
 
 
-#: first pass -> second pass, in every documented spelling
-PASSES = {
-    "y.backward()": lambda y, leaves, **kw: y.backward(**kw),
-    "torch.autograd.backward(y)": lambda y, leaves, **kw: torch.autograd.backward(y, **kw),
-    "torch.autograd.grad(y, leaves)": lambda y, leaves, **kw: torch.autograd.grad(y, leaves, allow_unused=True, **kw),
-}
-
-
 @pytest.mark.spec("BWD-1")
-@pytest.mark.parametrize("first", sorted(PASSES))
-@pytest.mark.parametrize("second", sorted(PASSES))
+@pytest.mark.parametrize("first", sorted(BACKWARD_PASSES))
+@pytest.mark.parametrize("second", sorted(BACKWARD_PASSES))
 @given(data=st.data())
 def test_second_pass_through_a_freed_graph_raises(device, first, second, data):
     graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
     y = _saving_loss(graph)
-    PASSES[first](y, graph.leaves)
+    BACKWARD_PASSES[first](y, graph.leaves)
     with assert_raises(RuntimeError, match=RETAIN_MATCH, clause="BWD-1", what=f"`{second}` after `{first}` without retain_graph\n{graph!r}\n"):
-        PASSES[second](y, graph.leaves)
+        BACKWARD_PASSES[second](y, graph.leaves)
 
 
 @pytest.mark.spec("BWD-2")
-@pytest.mark.parametrize("first", sorted(PASSES))
+@pytest.mark.parametrize("first", sorted(BACKWARD_PASSES))
 @given(data=st.data())
 def test_retain_graph_allows_a_second_pass(device, first, data):
     graph = data.draw(graphs(device=device, requires_grad=True, dtype=torch.float64), label="graph")
     y = _saving_loss(graph)
-    PASSES[first](y, graph.leaves, retain_graph=True)
+    BACKWARD_PASSES[first](y, graph.leaves, retain_graph=True)
     before = [None if leaf.grad is None else leaf.grad.clone() for leaf in graph.leaves]
     single = torch.autograd.grad(y, graph.leaves, allow_unused=True, retain_graph=True)
     with assert_succeeds(clause="BWD-2", what=f"y.backward() after `{first}` with retain_graph=True"):
@@ -60,14 +53,14 @@ def test_retain_graph_allows_a_second_pass(device, first, data):
 
 
 @pytest.mark.spec("BWD-3")
-@pytest.mark.parametrize("first", sorted(PASSES))
+@pytest.mark.parametrize("first", sorted(BACKWARD_PASSES))
 @given(data=st.data())
 def test_create_graph_implies_retain_graph(device, first, data):
     graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
     y = _saving_loss(graph)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # backward(create_graph=True) warns about a reference cycle
-        PASSES[first](y, graph.leaves, create_graph=True)
+        BACKWARD_PASSES[first](y, graph.leaves, create_graph=True)
     with assert_succeeds(clause="BWD-3", what=f"a second pass after `{first}` with create_graph=True"):
         torch.autograd.grad(y, graph.leaves, allow_unused=True)
     for leaf in graph.leaves:

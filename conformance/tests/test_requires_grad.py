@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from conformance.assertions import assert_equal, assert_raises, assert_requires_grad, fail
 from conformance.factories import DEFAULT_ONLY_FACTORIES, FACTORIES, LIKE_FACTORIES
+from conformance.forms import FREEZE_MODULE
 from conformance.graphs import GRAPH_DTYPES, graphs
 from conformance.ops import all_forms
 from conformance.strategies import (
@@ -145,12 +146,6 @@ def test_output_requires_grad_iff_an_input_does_over_random_graphs(device, data)
 
 # ----------------------------------------------------------------------------- REQGRAD-7
 
-FREEZE_FORMS = {
-    "attribute": lambda module: [setattr(p, "requires_grad", False) for p in module.parameters()],
-    "Parameter.requires_grad_": lambda module: [p.requires_grad_(False) for p in module.parameters()],
-    "Module.requires_grad_": lambda module: module.requires_grad_(False),
-}
-
 
 def _seed_network(device):
     """The seed's two-convolution network, scaled down."""
@@ -158,11 +153,11 @@ def _seed_network(device):
 
 
 @pytest.mark.spec("REQGRAD-7")
-@pytest.mark.parametrize("freeze", sorted(FREEZE_FORMS))
+@pytest.mark.parametrize("freeze", sorted(FREEZE_MODULE))
 @given(data=st.data())
 def test_frozen_module_output_does_not_require_grad(device, freeze, data):
     net = _seed_network(device)
-    FREEZE_FORMS[freeze](net)
+    FREEZE_MODULE[freeze](net)
     batch = data.draw(tensors(shape=st.tuples(st.integers(1, 3), st.just(3), st.integers(5, 7), st.integers(5, 7)), dtype=torch.float32, device=device), label="input batch")
     assert_requires_grad(net(batch), False, clause="REQGRAD-7", what=f"output of a network frozen via {freeze}, input not requiring grad")
 

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.assertions import assert_close, assert_equal, fail
+from conformance.forms import BACKWARD_PASSES, FREEZE_MODULE
 from conformance.graphs import GRAPH_DTYPES, graphs
 from conformance.modes import INFERENCE_MODE, NO_GRAD, SET_GRAD_DISABLED
 from conformance.networks import networks
@@ -122,14 +123,6 @@ def test_module_forward_saves_nothing_when_not_recording(device, clause, form, r
 
 # ----------------------------------------------------------------------------- SAVED-4
 
-#: Documented ways of freezing a module's parameters.
-FREEZE_FORMS = {
-    "p.requires_grad = False": lambda module: [setattr(p, "requires_grad", False) for p in module.parameters()],
-    "p.requires_grad_(False)": lambda module: [p.requires_grad_(False) for p in module.parameters()],
-    "module.requires_grad_(False)": lambda module: module.requires_grad_(False),
-}
-
-
 @pytest.mark.spec("SAVED-4")
 @given(data=st.data())
 def test_operations_on_tensors_not_requiring_grad_save_nothing(device, data):
@@ -140,11 +133,11 @@ def test_operations_on_tensors_not_requiring_grad_save_nothing(device, data):
 
 
 @pytest.mark.spec("SAVED-4")
-@pytest.mark.parametrize("freeze", sorted(FREEZE_FORMS))
+@pytest.mark.parametrize("freeze", sorted(FREEZE_MODULE))
 @given(data=st.data())
 def test_frozen_module_forward_saves_nothing(device, freeze, data):
     net = data.draw(networks(device=device), label="network")
-    FREEZE_FORMS[freeze](net.module)
+    FREEZE_MODULE[freeze](net.module)
     with record_saved_tensors() as log:
         net.forward()
     _assert_nothing_saved(log, clause="SAVED-4", what=f"in grad mode, the forward of {net!r} frozen via `{freeze}`, input not requiring grad")
@@ -152,27 +145,20 @@ def test_frozen_module_forward_saves_nothing(device, freeze, data):
 
 # ----------------------------------------------------------------------------- SAVED-5
 
-#: A backward pass over ``y``, in every documented spelling.
-PASSES = {
-    "y.backward()": lambda y, leaves, **kw: y.backward(**kw),
-    "torch.autograd.backward(y)": lambda y, leaves, **kw: torch.autograd.backward(y, **kw),
-    "torch.autograd.grad(y, leaves)": lambda y, leaves, **kw: torch.autograd.grad(y, leaves, allow_unused=True, **kw),
-}
-
 
 def _check_release(log: SavedTensorLog, y: torch.Tensor, leaves, first: str, subject: str) -> None:
     __tracebackhide__ = True
     held = log.alive()  # saved by y's graph (steps whose results were dropped already released theirs)
     if held == 0:
         fail("SAVED-5", f"the graph of {subject} holds no saved tensor, so its release cannot be checked (it ends in `.pow(2)`, which saves its input)")
-    PASSES[first](y, leaves, retain_graph=True)
+    BACKWARD_PASSES[first](y, leaves, retain_graph=True)
     assert_equal(log.alive(), held, clause="SAVED-5", what=f"after `{first}` with retain_graph=True, of the {held} tensors the graph of {subject} saved, the number it still holds")
-    PASSES[first](y, leaves)
+    BACKWARD_PASSES[first](y, leaves)
     assert_equal(log.alive(), 0, clause="SAVED-5", what=f"after a second `{first}` without retain_graph, of the {held} tensors the graph of {subject} saved, the number it still holds")
 
 
 @pytest.mark.spec("SAVED-5")
-@pytest.mark.parametrize("first", sorted(PASSES))
+@pytest.mark.parametrize("first", sorted(BACKWARD_PASSES))
 @given(data=st.data())
 def test_backward_releases_saved_tensors_unless_retained(device, first, data):
     graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
@@ -182,7 +168,7 @@ def test_backward_releases_saved_tensors_unless_retained(device, first, data):
 
 
 @pytest.mark.spec("SAVED-5")
-@pytest.mark.parametrize("first", sorted(PASSES))
+@pytest.mark.parametrize("first", sorted(BACKWARD_PASSES))
 @given(data=st.data())
 def test_backward_releases_a_modules_saved_tensors_unless_retained(device, first, data):
     net = data.draw(networks(device=device), label="network")
