@@ -20,15 +20,32 @@ __all__ = [
     "FLOATING_DTYPES",
     "INTEGRAL_DTYPES",
     "NON_DIFFERENTIABLE_DTYPES",
+    "VACUOUS_EVENT_PREFIX",
     "as_strategy",
     "broadcastable_shapes",
     "dtypes",
     "seeds",
     "shapes",
     "tensors",
+    "vacuous",
 ]
 
 T = TypeVar("T")
+
+#: The prefix of the hypothesis event that marks an example as unable to fail (see :func:`vacuous`).
+VACUOUS_EVENT_PREFIX = "vacuous: "
+
+
+def vacuous(reason: str) -> None:
+    """Mark the running example as one that could not have failed whatever torch did.
+
+    Prefer building the precondition into the strategy; where that is not
+    possible, call this (and return) so ``tests/test_decisiveness.py`` counts
+    the example against the test's share of decisive examples.
+    """
+    from hypothesis import event
+
+    event(VACUOUS_EVENT_PREFIX + reason)
 
 FLOATING_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 COMPLEX_DTYPES: tuple[torch.dtype, ...] = (torch.complex64, torch.complex128)

@@ -1,0 +1,35 @@
+"""Mutants of accumulation clauses (ACCUM-N, specs/accumulation.md): each breaks one behaviour the way a regression would."""
+
+from __future__ import annotations
+
+import torch
+
+from conformance.graphs import recorded_leaves
+from tests.mutants.base import Mutant
+
+
+def _backward_overwrites_grad(mp):
+    original = torch.Tensor.backward
+
+    def backward(self, *args, **kwargs):
+        for leaf in recorded_leaves(self):
+            leaf.grad = None  # overwrite instead of accumulate
+        return original(self, *args, **kwargs)
+
+    mp.setattr(torch.Tensor, "backward", backward)
+
+
+def _zero_grad_default_keeps_zeros(mp):
+    for owner in (torch.optim.Optimizer, torch.nn.Module):
+        original = owner.zero_grad
+
+        def zero_grad(self, set_to_none=False, _original=original):
+            return _original(self, set_to_none=set_to_none)
+
+        mp.setattr(owner, "zero_grad", zero_grad)
+
+
+MUTANTS = (
+    Mutant("backward_overwrites_grad", ("ACCUM-2", "ACCUM-9"), "Tensor.backward() overwrites .grad instead of accumulating", _backward_overwrites_grad),
+    Mutant("zero_grad_default_keeps_zeros", ("ACCUM-6",), "zero_grad() defaults to set_to_none=False (the pre-2.0 default)", _zero_grad_default_keeps_zeros),
+)

@@ -1,0 +1,28 @@
+"""Mutants of detach clauses (DETACH-N, specs/detach.md): each breaks one behaviour the way a regression would."""
+
+from __future__ import annotations
+
+import torch
+
+from tests.mutants.base import Mutant
+
+
+def _detach_copies(mp):
+    original = torch.Tensor.detach
+    mp.setattr(torch.Tensor, "detach", lambda self: original(self).clone())
+
+
+def _data_is_tracked(mp):
+    base_data = torch._C.TensorBase.data
+
+    def set_data(self, value):
+        base_data.__set__(self, value)
+
+    # .data now returns detach(): shares the version counter, so changes are caught
+    mp.setattr(torch.Tensor, "data", property(lambda self: self.detach(), set_data))
+
+
+MUTANTS = (
+    Mutant("detach_copies", ("DETACH-1", "DETACH-3"), "Tensor.detach() returns a copy instead of sharing storage", _detach_copies),
+    Mutant("data_is_tracked", ("DETACH-4",), "Tensor.data behaves like detach(): in-place changes are tracked", _data_is_tracked),
+)

@@ -1,0 +1,71 @@
+"""Mutants of grad mode clauses (GRADMODE-N, specs/grad_mode.md): each breaks one behaviour the way a regression would."""
+
+from __future__ import annotations
+
+import torch
+
+from tests.mutants.base import Mutant
+from tests.patching import patch_everywhere
+
+_grad_mode = torch.autograd.grad_mode
+
+
+def _no_grad_does_nothing(mp):
+    class NoGrad(_grad_mode.no_grad):
+        def __enter__(self):
+            pass
+
+        def __exit__(self, *exc):
+            pass
+
+    patch_everywhere(mp, "no_grad", NoGrad)
+
+
+def _no_grad_exit_keeps_grad_disabled(mp):
+    class NoGrad(_grad_mode.no_grad):
+        def __exit__(self, *exc):
+            torch.set_grad_enabled(False)
+
+    patch_everywhere(mp, "no_grad", NoGrad)
+
+
+def _set_grad_enabled_function_ignored(mp):
+    original = _grad_mode.set_grad_enabled
+
+    class SetGradEnabled(original):
+        def __init__(self, mode):  # as a function: nothing happens
+            self.prev = torch.is_grad_enabled()
+            self.mode = mode
+
+        def __enter__(self):  # as a context manager: still works
+            torch._C._set_grad_enabled(self.mode)
+
+    patch_everywhere(mp, "set_grad_enabled", SetGradEnabled)
+
+
+def _inference_mode_is_no_grad(mp):
+    class InferenceMode(_grad_mode.no_grad):
+        def __init__(self, mode: bool = True):
+            super().__init__()
+
+    patch_everywhere(mp, "inference_mode", InferenceMode)
+
+
+def _inference_mode_does_nothing(mp):
+    class InferenceMode(_grad_mode.inference_mode):
+        def __enter__(self):
+            pass
+
+        def __exit__(self, *exc):
+            pass
+
+    patch_everywhere(mp, "inference_mode", InferenceMode)
+
+
+MUTANTS = (
+    Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2", "SAVED-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
+    Mutant("no_grad_exit_keeps_grad_disabled", ("GRADMODE-5",), "leaving torch.no_grad() leaves grad mode disabled", _no_grad_exit_keeps_grad_disabled),
+    Mutant("set_grad_enabled_function_ignored", ("GRADMODE-7",), "torch.set_grad_enabled(False) called as a function does nothing", _set_grad_enabled_function_ignored),
+    Mutant("inference_mode_is_no_grad", ("GRADMODE-14",), "torch.inference_mode() behaves like no_grad: no inference tensors", _inference_mode_is_no_grad),
+    Mutant("inference_mode_does_nothing", ("GRADMODE-14", "SAVED-3"), "torch.inference_mode() neither disables grad nor creates inference tensors", _inference_mode_does_nothing),
+)

@@ -1,0 +1,46 @@
+"""Every property test's examples can fail: under the ``ci`` profile, at least 90% of each test's examples are decisive.
+
+Runs the conformance suite (CPU, ``ci`` profile) once with ``tests/decisiveness.py``
+and prints the table, lowest share first.  An example is not decisive when
+hypothesis discarded it (``assume``/``filter``) or the test marked it
+:func:`conformance.strategies.vacuous`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.decisiveness import THRESHOLD, format_table, read_report, share
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tally(tmp_path_factory) -> dict[str, dict]:
+    path = tmp_path_factory.mktemp("decisiveness") / "decisiveness.json"
+    command = [
+        sys.executable, "-m", "pytest", "conformance/tests", "-q", "-p", "no:cacheprovider", "-p", "tests.decisiveness",
+        "--device", "cpu", "--hypothesis-profile", "ci", "--conformance-report=", "--decisiveness-report", str(path),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-2000:]
+    return read_report(path)
+
+
+def test_every_property_test_is_at_least_90_percent_decisive(tally, capsys):
+    with capsys.disabled():
+        print(f"\n{len(tally)} property tests; decisive share, lowest first:\n{format_table(tally, most=15)}")
+    weak = {nodeid: entry for nodeid, entry in tally.items() if share(entry) < THRESHOLD}
+    assert not weak, f"property tests below {THRESHOLD:.0%} decisive:\n{format_table(weak)}"
+
+
+def test_the_tally_saw_the_property_tests(tally):
+    """A plugin that recorded nothing would pass the test above vacuously."""
+    assert len(tally) > 100, sorted(tally)
+    assert all(entry["examples"] >= 1 for entry in tally.values())
