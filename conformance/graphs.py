@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from .ops import OPS, Op, OpForm
-from .strategies import as_strategy, broadcastable_shapes, shapes, tensors
+from .strategies import REAL_DTYPES, as_strategy, broadcastable_shapes, shapes, tensors
 
 __all__ = ["GRAPH_DTYPES", "Graph", "Step", "graphs", "recorded_leaves"]
 
 #: Dtypes random graphs are drawn in: every registry op supports them on every
 #: device and torch version the suite targets (half precision CPU kernels were
 #: incomplete before torch 2.x, so they are exercised by dedicated tests instead).
-GRAPH_DTYPES = (torch.float32, torch.float64)
+GRAPH_DTYPES = REAL_DTYPES
 
 
 @dataclass(frozen=True)

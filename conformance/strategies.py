@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 __all__ = [
+    "ALL_DTYPES",
     "COMPLEX_DTYPES",
     "DIFFERENTIABLE_DTYPES",
     "FLOATING_DTYPES",
     "INTEGRAL_DTYPES",
     "NON_DIFFERENTIABLE_DTYPES",
+    "REAL_DTYPES",
     "VACUOUS_EVENT_PREFIX",
     "as_strategy",
     "broadcastable_shapes",
@@ -54,6 +56,10 @@ INTEGRAL_DTYPES: tuple[torch.dtype, ...] = (torch.uint8, torch.int8, torch.int16
 DIFFERENTIABLE_DTYPES = FLOATING_DTYPES + COMPLEX_DTYPES
 #: dtypes whose tensors can never require grad.
 NON_DIFFERENTIABLE_DTYPES = INTEGRAL_DTYPES + (torch.bool,)
+#: every dtype the suite draws.
+ALL_DTYPES = DIFFERENTIABLE_DTYPES + NON_DIFFERENTIABLE_DTYPES
+#: the floating dtypes whose gradients are compared numerically (random graphs, reference results).
+REAL_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
 
 def as_strategy(value: T | SearchStrategy[T]) -> SearchStrategy[T]:
