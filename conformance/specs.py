@@ -5,7 +5,7 @@ A spec file is Markdown parsed with markdown-it-py; the format is documented in
 inside it the parser takes
 
 * the first block quote as the normative sentence (exactly one paragraph),
-* the list items ``Source: ...`` and ``Versions: ...``,
+* the list items ``Source: ...``, ``Versions: ...`` and ``Basis: ...``,
 * the first ``python`` fenced code block as the minimal example.
 
 Anything malformed raises :class:`SpecError` naming the file and line.
@@ -25,6 +25,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 __all__ = [
+    "BASES",
     "Clause",
     "SpecError",
     "SpecRegistry",
@@ -37,6 +38,15 @@ CLAUSE_HEADING = re.compile(r"^(?P<id>[A-Z][A-Z0-9]*(?:-[A-Z][A-Z0-9]*)*-\d+)\s*
 SEED_NAME = re.compile(r"\b\d{3}_[0-9a-f]{8,}\.txt\b")
 URL = re.compile(r"https?://\S+")
 FIELD = re.compile(r"^(?P<name>[A-Za-z ]+?)\s*:\s*(?P<value>.*)$", re.S)
+BASIS_VALUE = re.compile(r"^`?(?P<basis>[A-Za-z]+)`?(?:\s*[—:-]\s*(?P<note>.*))?$", re.S)
+
+#: what a clause rests on (its ``Basis`` field):
+#:
+#: * ``documented`` -- a PyTorch docs sentence, cited in its Source, states it;
+#: * ``observed`` -- torch does it, but no docs sentence says so (an error type or a
+#:   warning no doc gives, an implementation detail, a seed article's observation);
+#: * ``deprecated`` -- it is about an API the docs call deprecated or say will change.
+BASES = ("documented", "observed", "deprecated")
 
 
 class SpecError(ValueError):
@@ -58,6 +68,8 @@ class Clause:
     path: Path
     line: int  # 1-based line of the clause heading
     area: str  # the spec file's title (its level-1 heading)
+    basis: str = "documented"  # one of BASES
+    basis_note: str = ""  # what the Basis line says after the value ("" if nothing)
 
     @property
     def location(self) -> str:
@@ -257,6 +269,21 @@ def _finish(path: Path, area: str | None, draft: _Draft, problems: list[str]) ->
         except InvalidSpecifier:
             problems.append(f"{path}:{line}: clause {draft.id}: bad version specifier {raw!r}")
 
+    basis, basis_note = "", ""
+    if "basis" not in draft.fields:
+        problems.append(f"{where}: missing 'Basis:' (one of {', '.join(BASES)})")
+    else:
+        token, line = draft.fields["basis"]
+        raw = FIELD.match(_plain_text(token))["value"].strip()  # type: ignore[index]
+        match = BASIS_VALUE.match(raw)
+        if match is None or match["basis"] not in BASES:
+            problems.append(
+                f"{path}:{line}: clause {draft.id}: unknown basis {raw!r}; expected one of {', '.join(BASES)}"
+                " (optionally followed by ' — why')"
+            )
+        else:
+            basis, basis_note = match["basis"], (match["note"] or "").strip()
+
     if draft.example is None:
         problems.append(f"{where}: missing minimal example (a ```python fenced block)")
 
@@ -272,4 +299,6 @@ def _finish(path: Path, area: str | None, draft: _Draft, problems: list[str]) ->
         path=path,
         line=draft.line,
         area=area or path.stem,
+        basis=basis,
+        basis_note=basis_note,
     )

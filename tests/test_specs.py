@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from conformance.specs import Clause, SpecError, SpecRegistry, default_specs_dir, load_specs, parse_spec_file
+from conformance.specs import BASES, Clause, SpecError, SpecRegistry, default_specs_dir, load_specs, parse_spec_file
 
 URL = "https://pytorch.org/docs/stable/generated/torch.no_grad.html"
 SEED = "000_11918659c5b97dba.txt"
@@ -17,6 +17,7 @@ HEADING = "## GRADMODE-1: no_grad context disables recording"
 STATEMENT = "> Inside `with torch.no_grad():` results do not require grad."
 SOURCE = f"- **Source**: <{URL}>, seed `{SEED}`"
 VERSIONS = "- **Versions**: `>=1.13`"
+BASIS = "- **Basis**: `documented`"
 EXAMPLE = "```python\nx = torch.ones(3, requires_grad=True)\n```"
 
 
@@ -26,9 +27,11 @@ def clause_md(
     source: str | None = SOURCE,
     versions: str | None = VERSIONS,
     example: str | None = EXAMPLE,
+    basis: str | None = BASIS,
 ) -> str:
     """One clause's Markdown; pass None to leave a part out."""
-    return "\n\n".join(part for part in (heading, statement, source, versions, example) if part is not None)
+    fields = "\n".join(part for part in (source, versions, basis) if part is not None) or None
+    return "\n\n".join(part for part in (heading, statement, fields, example) if part is not None)
 
 
 def write_spec(directory: Path, name: str, *clauses: str, area: str | None = AREA) -> Path:
@@ -76,6 +79,22 @@ def test_valid_clause_parses_every_field(tmp_path):
     assert clause.path == path
     assert clause.line == 3 == line_of(path, HEADING)
     assert clause.location == "grad_mode.md:3"
+    assert clause.basis == "documented"
+    assert clause.basis_note == ""
+
+
+@pytest.mark.parametrize("basis", BASES)
+def test_every_basis_value_parses(tmp_path, basis):
+    path = write_spec(tmp_path, "basis.md", clause_md(basis=f"- **Basis**: `{basis}`"))
+    assert parse_spec_file(path)[0].basis == basis
+
+
+@pytest.mark.parametrize("separator", [" — ", ": ", " - "])
+def test_basis_may_say_why_after_the_value(tmp_path, separator):
+    line = f"- **Basis**: `observed`{separator}no docs sentence gives the exception type"
+    path = write_spec(tmp_path, "why.md", clause_md(basis=line))
+    (clause,) = parse_spec_file(path)
+    assert (clause.basis, clause.basis_note) == ("observed", "no docs sentence gives the exception type")
 
 
 def test_clause_lines_are_one_based_heading_lines(tmp_path):
@@ -154,6 +173,21 @@ def test_source_without_url_or_seed_is_an_error_at_the_source_line(tmp_path):
 def test_missing_versions_is_an_error_at_the_heading(tmp_path):
     path = write_spec(tmp_path, "noversions.md", clause_md(versions=None))
     assert_single_problem_at(spec_error(path), path, line_of(path, HEADING), "missing 'Versions:'")
+
+
+def test_missing_basis_is_an_error_at_the_heading(tmp_path):
+    path = write_spec(tmp_path, "nobasis.md", clause_md(basis=None))
+    error = spec_error(path)
+    assert_single_problem_at(error, path, line_of(path, HEADING), "GRADMODE-1", "missing 'Basis:'")
+    assert "documented, observed, deprecated" in error.problems[0]
+
+
+@pytest.mark.parametrize("raw", ["documentd", "`seen`", "", "documented by the docs"], ids=["typo", "other", "empty", "no-separator"])
+def test_unknown_basis_is_an_error_at_the_basis_line(tmp_path, raw):
+    path = write_spec(tmp_path, "badbasis.md", clause_md(basis=f"- **Basis**: {raw}".rstrip()))
+    assert_single_problem_at(
+        spec_error(path), path, line_of(path, "**Basis**"), "unknown basis", "expected one of documented, observed, deprecated"
+    )
 
 
 def test_missing_statement_is_an_error_at_the_heading(tmp_path):
@@ -270,3 +304,20 @@ def test_every_repository_spec_file_parses(spec_file):
     for clause in clauses:
         assert registry[clause.id].path == clause.path
         assert clause.statement and clause.sources and clause.example.strip()
+        assert clause.basis in BASES
+
+
+def test_documented_clauses_cite_a_docs_page():
+    """A clause that rests on a docs sentence must cite one: a seed article or a source file is not documentation."""
+    docs_hosts = ("https://pytorch.org/docs/", "https://pytorch.org/tutorials/", "https://pytorch.org/cppdocs/")
+    undocumented = [
+        cid for cid, clause in load_specs().items()
+        if clause.basis == "documented" and not any(s.startswith(docs_hosts) for s in clause.sources)
+    ]
+    assert not undocumented, f"clauses marked documented without a docs URL in their Source: {undocumented}"
+
+
+def test_observed_and_deprecated_clauses_say_why():
+    """``observed`` and ``deprecated`` are claims about what the docs do not say (or say will change): each says which."""
+    silent = [cid for cid, clause in load_specs().items() if clause.basis != "documented" and not clause.basis_note]
+    assert not silent, f"clauses without a reason after their basis: {silent}"
