@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
 from conformance.graphs import graphs
 from conformance.inplace_ops import DETERMINISTIC_FORMS
-from conformance.strategies import tensors
+from conformance.strategies import ALL_DTYPES, dtypes, tensors
 
 #: how a detached tensor (or .data) is changed in place (conformance/inplace_ops.py)
 UPDATES = ("t.zero_()", "t.fill_(1.5)", "t.add_(1)", "t.mul_(2)", "t.copy_(src)", "t[...] = 1.5")
@@ -137,12 +137,44 @@ def test_detach_in_place(device, data):
     assert_equal((output.is_leaf, output.grad_fn), (True, None), clause="DETACH-5", what="(is_leaf, grad_fn) of t after t.detach_()")
 
 
+#: views detach_() must refuse ("Views cannot be detached in-place"): source -> view of t (t is 1-d or 2-d, no side 0)
+VIEW_KINDS = {
+    "t[...]": lambda t: t[...],
+    "t[:1]": lambda t: t[:1],
+    "t[0]": lambda t: t[0],
+    "t.view(-1)": lambda t: t.view(-1),
+    "t.unsqueeze(0)": lambda t: t.unsqueeze(0),
+    "t.transpose(0, -1)": lambda t: t.transpose(0, -1),
+    "t.expand(2, *t.shape)": lambda t: t.expand(2, *t.shape),
+    "t.split(1)[0]": lambda t: t.split(1)[0],
+    "t.unbind()[0]": lambda t: t.unbind()[0],
+}
+
+
+def _under_no_grad(data, device):
+    _, b = _intermediate(data, device)
+    with torch.no_grad():
+        return b * 2
+
+
+#: tensors whose views are detached in place: kind -> fn(data, device)
+VIEWED_BASES = {
+    "a tensor of any dtype that does not require grad": lambda data, device: data.draw(tensors(dtype=dtypes(ALL_DTYPES), shape=shape_1d_2d, device=device), label="t"),
+    "a result computed under torch.no_grad()": _under_no_grad,
+    "the detach() of a non-leaf": lambda data, device: _intermediate(data, device)[1].detach(),
+    "a leaf that requires grad": lambda data, device: _intermediate(data, device)[0],
+    "a non-leaf that requires grad": lambda data, device: _intermediate(data, device)[1],
+}
+
+
 @pytest.mark.spec("DETACH-5")
-def test_detach_in_place_on_a_view_raises(device):
-    base = torch.ones(4, device=device, requires_grad=True)
-    for source, make in {"x[:2]": lambda: base[:2], "x.view(2, 2)": lambda: base.view(2, 2), "x.t() of 2-d": lambda: base.view(2, 2).t()}.items():
-        with assert_raises(RuntimeError, match="(?i)view", clause="DETACH-5", what=f"`{source}`.detach_()"):
-            make().detach_()
+@pytest.mark.parametrize("base_kind", sorted(VIEWED_BASES))
+@given(data=st.data())
+def test_detach_in_place_on_a_view_raises(device, base_kind, data):
+    base = VIEWED_BASES[base_kind](data, device)
+    for source, view in VIEW_KINDS.items():
+        with assert_raises(RuntimeError, match="(?i)view", clause="DETACH-5", what=f"`{source}`.detach_() with t {base_kind}"):
+            view(base).detach_()
 
 
 # ----------------------------------------------------------------------------- DETACH-6

@@ -22,7 +22,24 @@ def _data_is_tracked(mp):
     mp.setattr(torch.Tensor, "data", property(lambda self: self.detach(), set_data))
 
 
+def _detach_in_place_allowed_on_views_not_requiring_grad(mp):
+    original = torch.Tensor.detach_
+
+    def detach_(self):
+        if self._base is not None and not self._base.requires_grad:
+            return self  # the view check only runs for bases that require grad
+        return original(self)
+
+    mp.setattr(torch.Tensor, "detach_", detach_)
+
+
 MUTANTS = (
     Mutant("detach_copies", ("DETACH-1", "DETACH-3"), "Tensor.detach() returns a copy instead of sharing storage", _detach_copies),
     Mutant("data_is_tracked", ("DETACH-4",), "Tensor.data behaves like detach(): in-place changes are tracked", _data_is_tracked),
+    Mutant(
+        "detach_in_place_allowed_on_views_not_requiring_grad",
+        ("DETACH-5",),
+        "Tensor.detach_() on a view of a tensor that does not require grad returns it silently instead of raising",
+        _detach_in_place_allowed_on_views_not_requiring_grad,
+    ),
 )
