@@ -4,6 +4,10 @@ Both kinds are built by the same two constructors, :func:`mlp` and
 :func:`convnet`, so a benchmark measures the same shape of network a test
 checks.  Parameter values are set from a seeded generator, never from torch's
 global RNG, so building a network does not disturb the run.
+
+Tests that need hypothesis to replay and shrink each parameter's values (the
+module and optimizer tests) build the same networks with :func:`draw_mlp`, whose
+values are drawn element by element through :func:`fill_drawn`.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from .strategies import as_strategy, seeds
+from .strategies import as_strategy, seeds, tensors
 
 nn = torch.nn
 
-__all__ = ["BENCHMARK_NETWORKS", "Network", "convnet", "mlp", "networks"]
+__all__ = ["BENCHMARK_NETWORKS", "Network", "convnet", "draw_mlp", "fill_drawn", "mlp", "networks"]
 
 
 def _fill_from_seed(module: nn.Module, seed: int) -> nn.Module:
@@ -30,13 +34,31 @@ def _fill_from_seed(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def mlp(widths: Sequence[int], *, seed: int = 0) -> nn.Sequential:
-    """``Linear -> ReLU -> ... -> Linear`` through ``widths`` (input width first)."""
+def mlp(
+    widths: Sequence[int],
+    *,
+    seed: int = 0,
+    activation: Callable[[], nn.Module] = nn.ReLU,
+    batchnorm: bool = False,
+    dropout: Sequence[float] = (),
+) -> nn.Sequential:
+    """``Linear -> activation -> ... -> Linear`` through ``widths`` (input width first).
+
+    With ``batchnorm``, a ``BatchNorm1d`` follows each hidden Linear; ``dropout``
+    gives a ``Dropout(p)`` after each hidden activation (one ``p`` per hidden layer).
+    """
+    hidden = len(widths) - 2
+    if dropout and len(dropout) != hidden:
+        raise ValueError(f"dropout needs one p per hidden layer ({hidden}), got {list(dropout)}")
     layers: list[nn.Module] = []
     for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:])):
         layers.append(nn.Linear(fan_in, fan_out))
-        if index < len(widths) - 2:
-            layers.append(nn.ReLU())
+        if index < hidden:
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(fan_out))
+            layers.append(activation())
+            if dropout:
+                layers.append(nn.Dropout(dropout[index]))
     return _fill_from_seed(nn.Sequential(*layers), seed)
 
 
@@ -123,3 +145,29 @@ def networks(
         }
     seed = draw(seeds(), label="network seed")
     return _build(kind_, sizes, seed=seed, dtype=dtype_, device=device_)
+
+
+def fill_drawn(module: nn.Module, data, device, *, label: str, low: float = -1.0, high: float = 1.0) -> nn.Module:
+    """Give every parameter drawn values (labelled ``<label>.<name>``), so hypothesis replays and shrinks them."""
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            value = data.draw(tensors(dtype=param.dtype, shape=tuple(param.shape), device=device, low=low, high=high), label=f"{label}.{name}")
+            param.copy_(value)
+    return module
+
+
+def draw_mlp(
+    data,
+    device,
+    *,
+    dtype: torch.dtype = torch.float64,
+    batchnorm: bool = False,
+    dropout: bool = False,
+    label: str = "net",
+) -> nn.Sequential:
+    """:func:`mlp` with Tanh (no dead units: every parameter the loss reaches gets a non-zero gradient),
+    1-3 drawn layers of width 1-4, optional BatchNorm1d and Dropout(drawn p), and drawn values."""
+    widths = data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label=f"{label} widths")
+    ps = [data.draw(st.floats(0.0, 1.0), label=f"{label} dropout p {i}") for i in range(len(widths) - 2)] if dropout else ()
+    net = mlp(widths, activation=nn.Tanh, batchnorm=batchnorm, dropout=ps).to(device=device, dtype=dtype)
+    return fill_drawn(net, data, device, label=label)

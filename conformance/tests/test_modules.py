@@ -12,6 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from conformance.assertions import assert_close, assert_equal, assert_grad_mode, assert_requires_grad, fail
+from conformance.networks import draw_mlp, fill_drawn
 from conformance.strategies import seeds, tensors
 
 nn = torch.nn
@@ -20,31 +21,6 @@ nn = torch.nn
 def _exact_on_cpu(device: str) -> dict:
     """Bit-for-bit on the CPU; the dtype's tolerance on devices whose kernels may differ."""
     return {"rtol": 0.0, "atol": 0.0} if device == "cpu" else {}
-
-
-def _fill(module: nn.Module, data, device: str, *, label: str, low: float = -1.0, high: float = 1.0) -> nn.Module:
-    """Give every parameter drawn values, so hypothesis replays and shrinks them (not torch's init)."""
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            value = data.draw(tensors(dtype=param.dtype, shape=tuple(param.shape), device=device, low=low, high=high), label=f"{label}.{name}")
-            param.copy_(value)
-    return module
-
-
-def _mlp(data, device: str, *, dtype=torch.float64, batchnorm: bool = False, dropout: bool = False, label: str = "net") -> nn.Sequential:
-    """Linear (BatchNorm1d) Tanh (Dropout) ... Linear, with 1-3 drawn layers of width 1-4 and drawn values."""
-    widths = data.draw(st.lists(st.integers(1, 4), min_size=2, max_size=4), label=f"{label} widths")
-    layers: list[nn.Module] = []
-    for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:])):
-        layers.append(nn.Linear(fan_in, fan_out))
-        if index < len(widths) - 2:
-            if batchnorm:
-                layers.append(nn.BatchNorm1d(fan_out))
-            layers.append(nn.Tanh())
-            if dropout:
-                layers.append(nn.Dropout(data.draw(st.floats(0.0, 1.0), label=f"{label} dropout p")))
-    net = nn.Sequential(*layers).to(device=device, dtype=dtype)
-    return _fill(net, data, device, label=label)
 
 
 def _batch(data, net: nn.Sequential, device: str, *, dtype=torch.float64, min_size: int = 1, label: str = "batch") -> torch.Tensor:
@@ -146,7 +122,7 @@ def _freeze_some(data, net: nn.Module, *, form: str = "p.requires_grad_(False)",
 @pytest.mark.parametrize("form", sorted(MODE_FORMS))
 @given(data=st.data())
 def test_mode_switch_keeps_requires_grad_and_recording(device, form, data):
-    net = _mlp(data, device, batchnorm=True, dropout=True)
+    net = draw_mlp(data, device, batchnorm=True, dropout=True)
     frozen = _freeze_some(data, net)
     MODE_FORMS[form][0](net)
     assert_grad_mode(True, clause="MODULE-2", where=f"after net.{form}")
@@ -247,7 +223,7 @@ def _batchnorm(data, device, kind: str, *, min_values_per_channel: int):
     channels = data.draw(st.integers(1, 3), label="channels")
     momentum = data.draw(st.floats(0.0, 1.0), label="momentum")
     bn = cls(channels, momentum=momentum).to(device=device, dtype=torch.float64)
-    _fill(bn, data, device, label="bn")
+    fill_drawn(bn, data, device, label="bn")
     with torch.no_grad():
         bn.running_mean.copy_(data.draw(tensors(dtype=torch.float64, shape=(channels,), device=device), label="initial running_mean"))
         bn.running_var.copy_(data.draw(tensors(dtype=torch.float64, shape=(channels,), device=device, low=0.1, high=3.0), label="initial running_var"))
@@ -307,7 +283,7 @@ def test_batchnorm_in_eval_mode_uses_running_stats_and_keeps_them(device, route,
 @pytest.mark.parametrize("form", sorted(FREEZE_FORMS))
 @given(data=st.data())
 def test_frozen_parameters_get_no_grad(device, form, data):
-    net = _mlp(data, device)
+    net = draw_mlp(data, device)
     frozen = _freeze_some(data, net, form=form)
     assume(not all(frozen.values()))
     _loss(net, _batch(data, net, device)).backward()
@@ -345,7 +321,7 @@ def _train_steps(net, optimizer, data, device, *, steps: int) -> None:
 @pytest.mark.parametrize("optimizer_name", sorted(OPTIMIZERS))
 @given(data=st.data())
 def test_step_skips_parameters_without_grad(device, optimizer_name, data):
-    net = _mlp(data, device)
+    net = draw_mlp(data, device)
     net.unused = nn.Parameter(data.draw(tensors(dtype=torch.float64, shape=(2,), device=device), label="unused parameter"))
     frozen = _freeze_some(data, net)
     assume(not all(flag for name, flag in frozen.items() if name != "unused"))
@@ -364,7 +340,7 @@ def test_step_skips_parameters_without_grad(device, optimizer_name, data):
 def _fine_tuning_model(data, device) -> nn.Sequential:
     """The seed's resnet recipe in small: a convolutional feature extractor and an `fc` head."""
     features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    return _fill(nn.Sequential(OrderedDict(features=features, fc=nn.Linear(4, 5))).to(device=device, dtype=torch.float64), data, device, label="pretrained")
+    return fill_drawn(nn.Sequential(OrderedDict(features=features, fc=nn.Linear(4, 5))).to(device=device, dtype=torch.float64), data, device, label="pretrained")
 
 
 #: over which parameters the seed's fine-tuning optimizer is built
@@ -382,7 +358,7 @@ def test_seed_fine_tuning_recipe_trains_only_the_new_head(device, form, over, da
     model = _fine_tuning_model(data, device)
     for param in model.parameters():
         FREEZE_FORMS[form](param)
-    model.fc = _fill(nn.Linear(4, 3).to(device=device, dtype=torch.float64), data, device, label="new fc")  # trainable by default
+    model.fc = fill_drawn(nn.Linear(4, 3).to(device=device, dtype=torch.float64), data, device, label="new fc")  # trainable by default
     backbone = dict(model.features.named_parameters())
     before = {name: p.detach().clone() for name, p in backbone.items()}
     head_before = _snapshot(model.fc.parameters())
@@ -442,7 +418,7 @@ def _draw_held(data, named: list) -> list[bool]:
 @pytest.mark.parametrize("optimizer_name", sorted(OPTIMIZERS))
 @given(data=st.data())
 def test_optimizer_over_a_subset_changes_only_that_subset(device, optimizer_name, data):
-    net = _mlp(data, device)
+    net = draw_mlp(data, device)
     named = list(net.named_parameters())
     held = _draw_held(data, named)
     optimizer = OPTIMIZERS[optimizer_name]([p for (_, p), h in zip(named, held) if h], data)
@@ -464,7 +440,7 @@ def test_optimizer_over_a_subset_changes_only_that_subset(device, optimizer_name
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @given(data=st.data())
 def test_seed_sgd_step_with_lr_1_subtracts_the_gradient(device, dtype, data):
-    net = _mlp(data, device, dtype=dtype)
+    net = draw_mlp(data, device, dtype=dtype)
     for param in net.parameters():
         param.data.fill_(0.1)  # the seed's initialisation
     batch = _batch(data, net, device, dtype=dtype)
@@ -480,7 +456,7 @@ def test_seed_sgd_step_with_lr_1_subtracts_the_gradient(device, dtype, data):
 @pytest.mark.spec("MODULE-11")
 @given(data=st.data())
 def test_sgd_step_subtracts_lr_times_the_gradient(device, data):
-    net = _mlp(data, device)
+    net = draw_mlp(data, device)
     _loss(net, _batch(data, net, device)).backward()
     lr = data.draw(st.floats(1e-4, 10.0), label="lr")
     before, grads = _snapshot(net.parameters()), _snapshot(p.grad for p in net.parameters())
@@ -523,7 +499,7 @@ def test_manual_sgd_equals_optimizer_sgd_with_lr_over_batch_size(device, data):
 @pytest.mark.parametrize("set_to_none", [True, False])
 @given(data=st.data())
 def test_zero_grad_covers_the_optimizers_or_the_modules_parameters(device, set_to_none, data):
-    net = _mlp(data, device)
+    net = draw_mlp(data, device)
     named = list(net.named_parameters())
     held = _draw_held(data, named)
     optimizer = torch.optim.SGD([p for (_, p), h in zip(named, held) if h], lr=0.1)
@@ -550,7 +526,7 @@ def test_zero_grad_covers_the_optimizers_or_the_modules_parameters(device, set_t
 @pytest.mark.parametrize("set_to_none", [True, False])
 @given(data=st.data())
 def test_seed_module_and_optimizer_zero_grad_agree_when_the_optimizer_holds_everything(device, set_to_none, data):
-    first = _mlp(data, device)
+    first = draw_mlp(data, device)
     second = copy.deepcopy(first)
     batch = _batch(data, first, device)
     for net in (first, second):
@@ -574,7 +550,7 @@ def _regression(data, device):
     batch = data.draw(st.integers(1, 6), label="batch size")
     width = data.draw(st.integers(1, 4), label="output width")
     features = data.draw(st.integers(1, 3), label="input features")
-    model = _fill(nn.Linear(features, width).to(device=device, dtype=torch.float64), data, device, label="model")
+    model = fill_drawn(nn.Linear(features, width).to(device=device, dtype=torch.float64), data, device, label="model")
     X = data.draw(tensors(dtype=torch.float64, shape=(batch, features), device=device), label="X")
     y = data.draw(tensors(dtype=torch.float64, shape=(batch, width), device=device), label="y")
     return model, X, y
