@@ -9,9 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, fail
-from conformance.strategies import COMPLEX_DTYPES, DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, INTEGRAL_DTYPES, dtypes, shapes, tensors
+from conformance.strategies import ALL_DTYPES, DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, dtypes, shapes, tensors
 
-ALL_DTYPES = FLOATING_DTYPES + COMPLEX_DTYPES + INTEGRAL_DTYPES + (torch.bool,)
 NUMPY_DTYPES = tuple(d for d in ALL_DTYPES if d != torch.bfloat16)  # NumPy has no bfloat16
 
 
