@@ -608,21 +608,39 @@ GRAD_INPUT_REPLACEMENTS = {
 }
 
 
+#: what the module's tensor inputs are: the drawn leaves x themselves, or results computed from them upstream
+HOOKED_MODULE_INPUTS = {
+    "leaves x": lambda x: x,
+    "non-leaves torch.sin(x)": torch.sin,
+}
+
+
 @pytest.mark.spec("HOOK-10")
+@pytest.mark.parametrize("inputs", sorted(HOOKED_MODULE_INPUTS))
 @pytest.mark.parametrize("replacement", sorted(GRAD_INPUT_REPLACEMENTS))
 @given(data=st.data())
-def test_full_backward_hook_return_value_replaces_grad_input(device, replacement, data):
+def test_full_backward_hook_return_value_replaces_grad_input(device, replacement, inputs, data):
     case = data.draw(st.sampled_from(MODULE_CASES), label="module")
-    module, args, kwargs, weights, input_grads, param_grads = _draw_backward_call(data, case, device, requires_grad=True)
-    module.register_full_backward_hook(lambda m, grad_input, grad_output: GRAD_INPUT_REPLACEMENTS[replacement](grad_input))
-    _weighted_loss(_as_tuple(module(*args, **kwargs)), weights).backward()
+    module = _module(case, device)
+    leaves, kwargs = _draw_call(data, case, device, requires_grad=True)
+    args = tuple(HOOKED_MODULE_INPUTS[inputs](x) if _is_tensor(x) else x for x in leaves)
+    with torch.no_grad():
+        weights = _draw_output_weights(data, _as_tuple(module(*args, **kwargs)), device)
+    input_grads, param_grads = _reference_gradients(module, args, kwargs, weights)
     replaced = GRAD_INPUT_REPLACEMENTS[replacement](tuple(input_grads))
     if replaced is None:
         replaced = tuple(input_grads)
-    what = f"`{case.source}` with a full backward hook returning {replacement}"
-    for position, (arg, want) in enumerate(zip(args, replaced)):
-        if _is_tensor(arg):
-            assert_close(arg.grad, want, clause="HOOK-10", what=f".grad of positional argument {position} ({what})")
+    # the replaced gradients flow on through the rest of the backward pass: upstream of the inputs, to the leaves
+    expected = [
+        torch.autograd.grad(arg, x, grad_outputs=want, retain_graph=True)[0] if _is_tensor(arg) else None
+        for x, arg, want in zip(leaves, args, replaced)
+    ]
+    module.register_full_backward_hook(lambda m, grad_input, grad_output: GRAD_INPUT_REPLACEMENTS[replacement](grad_input))
+    _weighted_loss(_as_tuple(module(*args, **kwargs)), weights).backward()
+    what = f"`{case.source}` on {inputs}, with a full backward hook returning {replacement}"
+    for position, (x, want) in enumerate(zip(leaves, expected)):
+        if _is_tensor(x):
+            assert_close(x.grad, want, clause="HOOK-10", what=f".grad of the leaf x behind positional argument {position} ({what})")
     for (name, param), want in zip(module.named_parameters(), param_grads):
         assert_close(param.grad, want, clause="HOOK-10", what=f"{name}.grad, which the hook must not change ({what})")
 
