@@ -113,3 +113,42 @@ def record_saved_tensors(*, unpack_scale: float = 1.0) -> Iterator[SavedTensorLo
     log = SavedTensorLog(unpack_scale=unpack_scale)
     with torch.autograd.graph.saved_tensors_hooks(log.pack, log.unpack):
         yield log
+
+
+# Operations whose gradient formula saves a tensor, for tests that modify it in
+# place.  Sources name the operand ``t``; torch is looked up when one runs.
+
+#: operations that save their input for backward: source -> operation
+SAVES_INPUT = {
+    "t * t": lambda t: t * t,
+    "torch.sin(t)": lambda t: torch.sin(t),
+    "t.cos()": lambda t: t.cos(),
+    "t ** 2": lambda t: t**2,
+    "t ** 3": lambda t: t**3,
+    "torch.abs(t)": lambda t: torch.abs(t),
+}
+
+#: operations that save their output for backward: source -> operation
+SAVES_OUTPUT = {
+    "t.exp()": lambda t: t.exp(),
+    "torch.tanh(t)": lambda t: torch.tanh(t),
+    "t.sigmoid()": lambda t: t.sigmoid(),
+}
+
+
+def saved_tensor_modified(forward, write) -> bool:
+    """Run ``forward()`` recording what autograd saves, then ``write(result)``; tell whether the version of a saved tensor moved.
+
+    An oracle for whether a write touches what backward needs.  Use a separate
+    run from the one checked: with saved-tensor hooks installed, torch does not
+    check versions at backward.
+    """
+    with record_saved_tensors() as log:
+        result = forward()
+    saved = log.saved()
+    versions = [tensor._version for tensor in saved]
+    write(result)
+    return any(tensor._version != version for tensor, version in zip(saved, versions))
+
+
+__all__ += ["SAVES_INPUT", "SAVES_OUTPUT", "saved_tensor_modified"]
