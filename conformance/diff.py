@@ -14,6 +14,11 @@ listed in this order:
    exist in only one report (a clause new in NEW or gone from it, or tests added
    or removed for a device);
 5. **other changes** -- everything else (``passed`` -> ``skipped``, ...).
+
+A change of a clause that is not ``documented`` (its ``basis`` in the report)
+says so: a regression of an ``observed`` clause breaks what torch did, not what
+its docs promise ("observed: no docs sentence states it").  Reports written
+before clauses carried a basis give no such remark.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .render import OUTCOME_SYMBOLS, code_span, md_text, plural, table
+from .render import OUTCOME_SYMBOLS, basis_remark, code_span, md_text, plural, table
 from .report_io import (
     ReportError,
+    basis_of,
     clause_index,
     detail_of,
     report_devices,
@@ -55,6 +61,8 @@ class Change:
     old_label: str
     new_label: str
     detail: str  # the new record's failure message or reason ("" if none)
+    basis: str | None = None  # the clause's basis (NEW's, else OLD's); None in reports without one
+    remark: str = ""  # "observed: no docs sentence states it" for a clause that is not documented
 
 
 @dataclass
@@ -143,6 +151,7 @@ def diff_reports(
             if category is None:
                 continue
             title = (new_clause or old_clause)["title"]
+            described = new_clause if basis_of(new_clause) else old_clause
             result.changes[category].append(
                 Change(
                     clause_id=clause_id,
@@ -153,6 +162,8 @@ def diff_reports(
                     old_label=outcome_or_absence(old_outcome, old_clause, "new clause"),
                     new_label=outcome_or_absence(new_outcome, new_clause, "clause gone"),
                     detail=detail_of(new_record),
+                    basis=basis_of(described),
+                    remark=basis_remark(described),
                 )
             )
     return result
@@ -188,6 +199,16 @@ def context_notes(diff: ReportDiff) -> list[str]:
         notes.append(f"Suite version changed: {diff.old_suite} → {diff.new_suite} (--allow-suite-change).")
     if diff.total_changes() == 0:
         notes.append(f"No outcome changed: all {plural(diff.compared, 'clause × device pair')} compared are the same.")
+    undocumented = [c for c in diff.regressions if c.remark]
+    if undocumented:
+        by_basis = ", ".join(
+            f"{plural(sum(c.basis == basis for c in undocumented), basis)}"
+            for basis in dict.fromkeys(c.basis for c in undocumented)
+        )
+        notes.append(
+            f"Of the regressions, {by_basis} (no docs sentence promises the old behaviour, or the docs say "
+            f"the API will change): check whether torch changed it on purpose."
+        )
     if diff.still_failing:
         notes.append(f"{plural(diff.still_failing, 'clause × device pair')} failed in both reports (not listed).")
     return notes
@@ -207,9 +228,10 @@ def render_text(diff: ReportDiff) -> str:
         lines += ["", f"{heading} ({len(entries)}):"]
         for change in entries:
             detail = f" — {change.detail}" if change.detail else ""
+            remark = f" ({change.remark})" if change.remark else ""
             lines.append(
                 f"  {change.clause_id:<{id_width}}  {change.device:<{device_width}}  "
-                f"{transition(change):<{transition_width}}  {change.title}{detail}"
+                f"{transition(change):<{transition_width}}  {change.title}{remark}{detail}"
             )
     if notes:
         lines += [""] + notes
@@ -245,11 +267,12 @@ def render_markdown(diff: ReportDiff) -> str:
                 md_text(change.device),
                 f"{markdown_outcome(change.old, change.old_label)} → {markdown_outcome(change.new, change.new_label)}",
                 md_text(change.title),
+                md_text(change.remark or change.basis or ""),
                 code_span(change.detail),
             ]
             for change in entries
         ]
-        lines += table(["clause", "device", "old → new", "title", "message / reason"], rows)
+        lines += table(["clause", "device", "old → new", "title", "basis", "message / reason"], rows)
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ from . import __version__, profiles, state
 from .devices import DEFAULT_DEVICES, probe, resolve_requested
 from .expectations import DEFAULT_EXPECTATIONS, Expectation, ExpectationsError, load_expectations
 from .report import TestRecord, build_report, clause_outcomes, tally, write_json_atomically
+from .report_io import BASIS_MEANINGS, counts_phrase
 from .specs import SpecError, SpecRegistry, load_specs
 
 SPEC_MARKER = "spec"
@@ -237,7 +238,10 @@ class ConformanceRun:
                 if result["outcome"] == "failed":
                     clause = self.registry[cid]
                     first_line = (result["message"].strip().splitlines() or [""])[0]
-                    write(f"VIOLATED {cid} [{device_name}] {clause.title} ({clause.location})", red=True, bold=True)
+                    remark = f" ({clause.basis}: {BASIS_MEANINGS[clause.basis]})" if clause.basis != "documented" else ""
+                    write(
+                        f"VIOLATED {cid} [{device_name}] {clause.title} ({clause.location}){remark}", red=True, bold=True
+                    )
                     write(f"    {first_line}")
         for expectation, why in self.stale_expectations():
             write(f"STALE EXPECTATION {expectation.describe()}: {why}", yellow=True)
@@ -254,8 +258,7 @@ class ConformanceRun:
                 continue
             counts = tally(outcomes, device_name)
             failed = counts.get("failed", 0) > 0
-            summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
-            write(f"  {device_name}: {summary}", red=failed, green=not failed)
+            write(f"  {device_name}: {counts_phrase(counts)}", red=failed, green=not failed)
             verdicts.append((device_name, failed, counts.get("failed", 0)))
         if self.report_path is not None:
             write(f"report: {self.report_path} (python -m conformance summary {self.report_path})")

@@ -15,10 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .report_io import (
+    BASIS_MEANINGS,
     OUTCOMES,
     ReportError,
+    basis_of,
     clause_sort_key,
     count_outcomes,
+    counts_phrase,
     detail_of,
     device_columns,
     first_test,
@@ -31,7 +34,9 @@ from .report_io import (
 __all__ = [
     "OUTCOME_SYMBOLS",
     "Column",
+    "basis_remark",
     "code_span",
+    "counts_phrase",
     "matrix_columns",
     "md_text",
     "outcome_cell",
@@ -54,14 +59,12 @@ OUTCOME_SYMBOLS = {
 }
 #: the word shown after the symbol in summary cells
 OUTCOME_WORDS = {outcome: outcome for outcome in OUTCOMES} | {"not applicable": "n/a"}
-#: the order counts are listed in ("104 passed, 1 known failure, ...")
-COUNT_ORDER = ("passed", "failed", "known failure", "not applicable", "skipped", "untested")
 
 #: the columns of the matrix's table of environments, one row per report
 ENVIRONMENT_COLUMNS = ("torch", "git", "build", "Python", "hypothesis profile", "devices", "suite", "verdict", "file")
 
 LEGEND = (
-    " · ".join(f"{OUTCOME_SYMBOLS[o]} {o}" for o in COUNT_ORDER)
+    " · ".join(f"{OUTCOME_SYMBOLS[o]} {o}" for o in OUTCOMES)
     + " · blank: no tests of the clause for that device (or no such clause in that suite)"
 )
 
@@ -111,10 +114,16 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[
     return lines
 
 
-def counts_phrase(counts: Mapping[str, int]) -> str:
-    """``"104 passed, 1 known failure, 2 skipped"``; ``"no clauses"`` when empty."""
-    parts = [f"{counts[outcome]} {outcome}" for outcome in COUNT_ORDER if counts.get(outcome)]
-    return ", ".join(parts) or "no clauses"
+def basis_remark(clause: Mapping | None) -> str:
+    """``"observed: no docs sentence states it"`` for a clause that is not ``documented``; ``""`` otherwise
+    (and for reports written before clauses carried a basis)."""
+    basis = basis_of(clause)
+    if basis is None or basis == "documented":
+        return ""
+    return f"{basis}: {BASIS_MEANINGS[basis]}"
+
+
+BASIS_LEGEND = "Basis: " + " · ".join(f"{basis}: {meaning}" for basis, meaning in BASIS_MEANINGS.items())
 
 
 def plural(number: int, singular: str, plural_form: str | None = None) -> str:
@@ -175,16 +184,27 @@ def render_summary(report: Mapping) -> str:
     lines += ["", verdict_line(report), ""]
     lines += skipped_devices_note(report)
     lines += [f"Legend: {LEGEND}", ""]
+    with_basis = any(basis_of(c) for c in report["clauses"])  # older reports carry no basis: no column
+    if with_basis:
+        lines += [f"{BASIS_LEGEND}.", "", basis_counts_line(report), ""]
     for area, clauses in group_by_area(report["clauses"]).items():
         lines += [f"### {md_text(area_heading(area, clauses))}", ""]
         rows = [
-            [md_text(c["id"]), md_text(c["title"])] + [outcome_cell(c["devices"].get(d)) for d in columns]
+            [md_text(c["id"]), md_text(c["title"])]
+            + ([md_text(basis_of(c) or "")] if with_basis else [])
+            + [outcome_cell(c["devices"].get(d)) for d in columns]
             for c in clauses
         ]
-        lines += table(["clause", "title"] + [md_text(d) for d in columns], rows)
+        lines += table(["clause", "title"] + (["basis"] if with_basis else []) + [md_text(d) for d in columns], rows)
         lines.append("")
     lines += failures_section(report)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def basis_counts_line(report: Mapping) -> str:
+    """``"Clauses by basis: 100 documented, 15 observed, 3 deprecated."``"""
+    counts = {basis: sum(basis_of(c) == basis for c in report["clauses"]) for basis in BASIS_MEANINGS}
+    return "Clauses by basis: " + ", ".join(f"{n} {basis}" for basis, n in counts.items() if n) + "."
 
 
 def summary_heading(report: Mapping) -> list[str]:
@@ -281,10 +301,12 @@ def failures_section(report: Mapping) -> list[str]:
 def failure_bullet(clause: Mapping, device: str, record: Mapping) -> str:
     detail = detail_of(record)
     what = "message" if record["outcome"] == "failed" else "reason"
+    remark = basis_remark(clause)
     parts = [
         (
             f"- {outcome_label(record['outcome'])}: **{md_text(clause['id'])}** on {md_text(device)}"
-            f" — {md_text(clause['title'])}"
+            + (f" ({md_text(remark)})" if remark else "")
+            + f" — {md_text(clause['title'])}"
         )
     ]
     parts.append(f"{what}: {code_span(detail)}" if detail else f"no {what} recorded")
@@ -394,7 +416,7 @@ class Matrix:
         return cls(columns, rows, cells, [column_totals(column) for column in columns])
 
     def outcomes_present(self) -> list[str]:
-        return [o for o in COUNT_ORDER if any(totals.get(o) for totals in self.totals)]
+        return [o for o in OUTCOMES if any(totals.get(o) for totals in self.totals)]
 
     def environment_rows(self) -> list[tuple[str, Mapping, list[str], dict[str, str]]]:
         """``(source, report, shown devices, {skipped device: reason})`` per report, in column order."""
@@ -518,7 +540,7 @@ def render_matrix_html(named_reports: Sequence[tuple[str, Mapping]]) -> str:
         ]
         parts.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
-    parts.append("<p>" + " · ".join(f"{OUTCOME_SYMBOLS[o]} {esc(o)}" for o in COUNT_ORDER) + "</p>")
+    parts.append("<p>" + " · ".join(f"{OUTCOME_SYMBOLS[o]} {esc(o)}" for o in OUTCOMES) + "</p>")
     parts.append(
         "<table><tr><th>clause</th><th>title</th>"
         + "".join(f"<th>{esc(column.label)}</th>" for column in matrix.columns)

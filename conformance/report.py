@@ -202,6 +202,8 @@ def build_report(
                 "area_title": clause.area,
                 "versions": str(clause.versions) or "any",
                 "applies": clause.applies_to(torch.__version__),
+                "basis": clause.basis,
+                "basis_note": clause.basis_note,
                 "devices": outcomes[cid],
             }
             for cid, clause in clauses.items()

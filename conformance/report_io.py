@@ -24,13 +24,17 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 __all__ = [
+    "BASES",
+    "BASIS_MEANINGS",
     "OUTCOMES",
     "REPORT_SCHEMA",
     "REPORT_SCHEMA_VERSION",
     "ReportError",
     "clause_index",
     "clause_sort_key",
+    "basis_of",
     "count_outcomes",
+    "counts_phrase",
     "detail_of",
     "device_columns",
     "first_test",
@@ -50,8 +54,17 @@ __all__ = [
 REPORT_SCHEMA = "autograd-conformance-report"
 #: the only ``schema_version`` this reader understands
 REPORT_SCHEMA_VERSION = 1
-#: the outcomes of a clause on a device, worst first (as in the schema document)
+#: the outcomes of a clause on a device, worst first (as in the schema document). This is also the
+#: one order in which counts are listed: the plugin's end-of-run line, ``summary``, ``matrix`` totals.
 OUTCOMES = ("failed", "known failure", "skipped", "untested", "not applicable", "passed")
+#: what a clause rests on (the ``Basis`` field of the spec, ``basis`` in the report; see specs/README.md)
+BASES = ("documented", "observed", "deprecated")
+#: each basis in a few words, for the tools' notes ("observed: no docs sentence states it")
+BASIS_MEANINGS = {
+    "documented": "a docs sentence states it",
+    "observed": "no docs sentence states it",
+    "deprecated": "the docs say this API is deprecated or will change",
+}
 VERDICTS = ("conforms", "violated")
 
 #: top-level fields the tools read, with the JSON type each must have
@@ -63,6 +76,8 @@ REQUIRED_TOP_LEVEL = {
     "clauses": list,
 }
 REQUIRED_CLAUSE_FIELDS = {"id": str, "title": str, "area": str, "devices": dict}
+#: clause fields added within schema version 1: absent from older reports (docs/reports/), checked when present
+OPTIONAL_CLAUSE_FIELDS = {"basis": str, "basis_note": str}
 OPTIONAL_RECORD_FIELDS = {"reason": str, "message": str, "tests": list}
 
 JSON_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "a list", bool: "a boolean"}
@@ -170,6 +185,11 @@ def _check_clause(clause: Any, where: str) -> None:
     where = f"{where} ({clause['id']})" if isinstance(clause["id"], str) else where
     for key, expected_type in REQUIRED_CLAUSE_FIELDS.items():
         _check_type(clause[key], expected_type, f"{where}: {key!r}")
+    for key, expected_type in OPTIONAL_CLAUSE_FIELDS.items():
+        if key in clause:
+            _check_type(clause[key], expected_type, f"{where}: {key!r}")
+    if "basis" in clause and clause["basis"] not in BASES:
+        raise ReportError(f"{where}: basis {clause['basis']!r}; expected one of {_listing(BASES)}")
     for device, record in clause["devices"].items():
         _check_record(record, f"{where}: devices[{device!r}]")
 
@@ -278,6 +298,19 @@ def fully_skipped_devices(report: Mapping) -> dict[str, str]:
                 reason = str(status[device].get("reason") or "")
             result[device] = reason or records[0].get("reason", "")
     return result
+
+
+def basis_of(clause: Mapping | None) -> str | None:
+    """The clause's basis (``"documented"``, ``"observed"``, ``"deprecated"``); None in reports written
+    before clauses carried one."""
+    return clause.get("basis") if clause else None
+
+
+def counts_phrase(counts: Mapping[str, int]) -> str:
+    """``"1 known failure, 2 skipped, 3 not applicable, 112 passed"``: in :data:`OUTCOMES` order
+    (failed first), outcomes that occur only; ``"no clauses"`` when there are none."""
+    parts = [f"{counts[outcome]} {outcome}" for outcome in OUTCOMES if counts.get(outcome)]
+    return ", ".join(parts) or "no clauses"
 
 
 def count_outcomes(records: Sequence[Mapping]) -> dict[str, int]:

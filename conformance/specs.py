@@ -24,6 +24,12 @@ from markdown_it.token import Token
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+# What a clause rests on (its ``Basis`` field); defined with the report reader, which needs it without torch:
+# ``documented`` -- a PyTorch docs sentence, cited in its Source, states it; ``observed`` -- torch does it,
+# but no docs sentence says so (an exception type or a warning no doc gives, an implementation detail, a
+# seed article's observation); ``deprecated`` -- it is about an API the docs call deprecated or say will change.
+from .report_io import BASES
+
 __all__ = [
     "BASES",
     "Clause",
@@ -39,14 +45,6 @@ SEED_NAME = re.compile(r"\b\d{3}_[0-9a-f]{8,}\.txt\b")
 URL = re.compile(r"https?://\S+")
 FIELD = re.compile(r"^(?P<name>[A-Za-z ]+?)\s*:\s*(?P<value>.*)$", re.S)
 BASIS_VALUE = re.compile(r"^`?(?P<basis>[A-Za-z]+)`?(?:\s*[—:-]\s*(?P<note>.*))?$", re.S)
-
-#: what a clause rests on (its ``Basis`` field):
-#:
-#: * ``documented`` -- a PyTorch docs sentence, cited in its Source, states it;
-#: * ``observed`` -- torch does it, but no docs sentence says so (an error type or a
-#:   warning no doc gives, an implementation detail, a seed article's observation);
-#: * ``deprecated`` -- it is about an API the docs call deprecated or say will change.
-BASES = ("documented", "observed", "deprecated")
 
 
 class SpecError(ValueError):

@@ -28,11 +28,17 @@ def record(outcome: str, detail: str = "", *, tests: Iterable[str] | None = None
     }
 
 
-def clause(clause_id: str, title: str | None = None, *, area: str | None = None, **devices: str | dict) -> dict:
-    """A clause with a record per device keyword: ``clause("ACCUM-2", cpu="passed", cuda=record("failed", "..."))``."""
+def clause(
+    clause_id: str, title: str | None = None, *, area: str | None = None, basis: str | None = None, **devices: str | dict
+) -> dict:
+    """A clause with a record per device keyword: ``clause("ACCUM-2", cpu="passed", cuda=record("failed", "..."))``.
+
+    Without ``basis`` the clause has no ``basis`` field, like the reports written before clauses carried one
+    (``docs/reports/``); with it, ``basis`` and ``basis_note`` as the plugin writes them now.
+    """
     prefix = clause_id.rsplit("-", 1)[0]
     records = {device: value if isinstance(value, dict) else record(value) for device, value in devices.items()}
-    return {
+    entry = {
         "id": clause_id,
         "title": title or f"title of {clause_id}",
         "area": area or AREAS.get(prefix, prefix.lower()),
@@ -40,6 +46,9 @@ def clause(clause_id: str, title: str | None = None, *, area: str | None = None,
         "applies": not any(r["outcome"] == "not applicable" for r in records.values()),
         "devices": records,
     }
+    if basis is not None:
+        entry |= {"basis": basis, "basis_note": "" if basis == "documented" else f"why {clause_id} is {basis}"}
+    return entry
 
 
 def make_report(

@@ -207,11 +207,11 @@ def test_markdown_has_the_same_content_as_sections_and_tables(scenario, capsys):
         "➖ Newly applicable / no longer applicable (4)",
         "🔄 Other changes (2)",
     ]
-    assert "| clause | device | old → new | title | message / reason |" in out
-    assert "| ACCUM-2 | cpu | ✅ passed → ❌ failed | title of ACCUM-2 | `AssertionError: boom` |" in out
-    assert "| HOOK-3 | cpu | *(new clause)* → ❌ failed | title of HOOK-3 | `AssertionError: boom` |" in out
-    assert "| ✅ passed → ⚠️ known failure | title of ACCUM-4 | `pytorch/pytorch#42: acknowledged` |" in out
-    assert "| HOOK-1 | cpu | ✅ passed → *(clause gone)* | title of HOOK-1 |  |" in out
+    assert "| clause | device | old → new | title | basis | message / reason |" in out
+    assert "| ACCUM-2 | cpu | ✅ passed → ❌ failed | title of ACCUM-2 |  | `AssertionError: boom` |" in out
+    assert "| HOOK-3 | cpu | *(new clause)* → ❌ failed | title of HOOK-3 |  | `AssertionError: boom` |" in out
+    assert "| ✅ passed → ⚠️ known failure | title of ACCUM-4 |  | `pytorch/pytorch#42: acknowledged` |" in out
+    assert "| HOOK-1 | cpu | ✅ passed → *(clause gone)* | title of HOOK-1 |  |  |" in out
     assert "passed → failed  " not in out  # no text-format lines
 
 
@@ -295,3 +295,55 @@ def test_diff_reports_api_on_loaded_reports():
     assert [c.clause_id for c in result.regressions] == ["ACCUM-2", "ACCUM-3", "HOOK-3"]
     assert result.regressions[0].detail == "AssertionError: boom"
     assert (result.compared, result.still_failing) == (14, 1)
+
+
+# ----------------------------------------------------------------------------- the clauses' basis
+
+
+def based_reports(basis_old: str | None, basis_new: str | None) -> tuple[dict, dict]:
+    """ACCUM-1 passes in OLD and fails in NEW; ACCUM-2 regresses too and is documented in both."""
+    old = make_report(
+        clauses=[clause("ACCUM-1", basis=basis_old, cpu="passed"), clause("ACCUM-2", basis="documented", cpu="passed")]
+    )
+    new = make_report(
+        clauses=[
+            clause("ACCUM-1", basis=basis_new, cpu=record("failed", "AssertionError: boom")),
+            clause("ACCUM-2", basis="documented", cpu=record("failed", "AssertionError: bang")),
+        ]
+    )
+    return old, new
+
+
+def test_a_regressed_observed_clause_says_no_docs_sentence_states_it(tmp_path, capsys):
+    status, out, _ = diff_of(tmp_path, capsys, *based_reports("observed", "observed"))
+    assert status == 1  # an observed clause that regressed still fails the gate
+    assert entry_lines(out) == [
+        ["ACCUM-1", "cpu", "passed → failed", "title of ACCUM-1 (observed: no docs sentence states it) — AssertionError: boom"],
+        ["ACCUM-2", "cpu", "passed → failed", "title of ACCUM-2 — AssertionError: bang"],
+    ]
+    assert "Of the regressions, 1 observed (no docs sentence promises the old behaviour" in out
+
+
+def test_a_regressed_deprecated_clause_says_the_api_will_change(tmp_path, capsys):
+    _, out, _ = diff_of(tmp_path, capsys, *based_reports("deprecated", "deprecated"))
+    assert "title of ACCUM-1 (deprecated: the docs say this API is deprecated or will change) — AssertionError" in out
+
+
+def test_markdown_diff_has_the_basis_column(tmp_path, capsys):
+    _, out, _ = diff_of(tmp_path, capsys, *based_reports("observed", "observed"), "--format", "markdown")
+    assert "| ACCUM-1 | cpu | ✅ passed → ❌ failed | title of ACCUM-1 | observed: no docs sentence states it |" in out
+    assert "| ACCUM-2 | cpu | ✅ passed → ❌ failed | title of ACCUM-2 | documented | `AssertionError: bang` |" in out
+
+
+def test_the_new_reports_basis_is_used_and_an_old_report_without_one_is_fine(tmp_path, capsys):
+    """A report written before clauses carried a basis compares with a new one: NEW's basis is the one shown."""
+    old, new = based_reports(None, "observed")
+    result = diff_reports(old, new)
+    assert [(c.clause_id, c.basis, c.remark) for c in result.regressions] == [
+        ("ACCUM-1", "observed", "observed: no docs sentence states it"),
+        ("ACCUM-2", "documented", ""),
+    ]
+    old, new = based_reports("observed", None)  # NEW without a basis: OLD's describes the clause
+    assert diff_reports(old, new).regressions[0].basis == "observed"
+    old, new = based_reports(None, None)
+    assert [c.basis for c in diff_reports(old, new).regressions] == [None, "documented"]

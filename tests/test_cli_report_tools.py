@@ -101,6 +101,11 @@ BAD_REPORTS = {
         first_clause_with(devices={"cpu": {"reason": ""}}),
         "devices['cpu']: no 'outcome' key",
     ),
+    "unknown basis": (
+        first_clause_with(basis="folklore"),
+        "clauses[0] (ACCUM-1): basis 'folklore'; expected one of 'documented', 'observed', 'deprecated'",
+    ),
+    "basis not a string": (first_clause_with(basis=None), "clauses[0] (ACCUM-1): 'basis' is null; expected a string"),
     "duplicate clause": (
         make_report(clauses=[clause("ACCUM-1", cpu="passed"), clause("ACCUM-1", cpu="failed")]),
         "clause 'ACCUM-1' appears twice in 'clauses'",
@@ -212,17 +217,23 @@ def summary_report() -> dict:
         devices=["cpu"],
         hypothesis_seed="1234",
         clauses=[
-            clause("ACCUM-1", ".grad is None before the first backward", cpu="passed"),
+            clause("ACCUM-1", ".grad is None before the first backward", basis="documented", cpu="passed"),
             clause(
                 "ACCUM-2",
                 "Each backward adds to .grad",
+                basis="observed",
                 cpu=record("failed", "AssertionError: assert 3.0 == 4.0", tests=["t.py::test_adds[cpu]", "t.py::b"]),
             ),
-            clause("ACCUM-10", "grad() does not accumulate", cpu=record("known failure", "pytorch/pytorch#1: bug")),
-            clause("HOOK-1", "Hooks see the gradient", cpu="passed"),
-            clause("HOOK-2", "A clause nobody tests on cpu"),
-            clause("LEAF-1", "Only for old torch", cpu=record("not applicable", "applies to <2.0")),
-            clause("LEAF-2", "Skipped here", cpu=record("skipped", "needs numpy")),
+            clause(
+                "ACCUM-10",
+                "grad() does not accumulate",
+                basis="documented",
+                cpu=record("known failure", "pytorch/pytorch#1: bug"),
+            ),
+            clause("HOOK-1", "Hooks see the gradient", basis="deprecated", cpu="passed"),
+            clause("HOOK-2", "A clause nobody tests on cpu", basis="documented"),
+            clause("LEAF-1", "Only for old torch", basis="documented", cpu=record("not applicable", "applies to <2.0")),
+            clause("LEAF-2", "Skipped here", basis="documented", cpu=record("skipped", "needs numpy")),
         ],
     )
 
@@ -253,7 +264,7 @@ def test_summary_names_the_cuda_build_and_a_random_seed(tmp_path, capsys):
 
 
 def test_summary_verdict_line_counts_outcomes_per_device(summary_text):
-    assert "\n**Verdict: violated** — cpu: 2 passed, 1 failed, 1 known failure, 1 not applicable, 1 skipped\n" in (
+    assert "\n**Verdict: violated** — cpu: 1 failed, 1 known failure, 1 skipped, 1 not applicable, 2 passed\n" in (
         summary_text
     )
 
@@ -261,17 +272,39 @@ def test_summary_verdict_line_counts_outcomes_per_device(summary_text):
 def test_summary_verdict_conforms(tmp_path, capsys):
     report = make_report(clauses=[clause("ACCUM-1", cpu="passed"), clause("ACCUM-2", cpu="known failure")])
     _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", report))
-    assert "**Verdict: conforms** — cpu: 1 passed, 1 known failure\n" in out
+    assert "**Verdict: conforms** — cpu: 1 known failure, 1 passed\n" in out
 
 
-def test_summary_table_has_a_row_per_clause_with_outcome_cells(summary_text):
-    assert header_row(summary_text) == ["clause", "title", "cpu"]
-    assert table_row(summary_text, "ACCUM-1") == ["ACCUM-1", ".grad is None before the first backward", "✅ passed"]
-    assert table_row(summary_text, "ACCUM-2")[2] == "❌ failed"
-    assert table_row(summary_text, "ACCUM-10")[2] == "⚠️ known failure"
-    assert table_row(summary_text, "HOOK-2")[2] == ""  # no entry for the device: empty cell
-    assert table_row(summary_text, "LEAF-1")[2] == "➖ n/a"
-    assert table_row(summary_text, "LEAF-2")[2] == "⏭️ skipped"
+def test_summary_table_has_a_row_per_clause_with_basis_and_outcome_cells(summary_text):
+    assert header_row(summary_text) == ["clause", "title", "basis", "cpu"]
+    assert table_row(summary_text, "ACCUM-1") == [
+        "ACCUM-1",
+        ".grad is None before the first backward",
+        "documented",
+        "✅ passed",
+    ]
+    assert table_row(summary_text, "ACCUM-2")[2:] == ["observed", "❌ failed"]
+    assert table_row(summary_text, "ACCUM-10")[3] == "⚠️ known failure"
+    assert table_row(summary_text, "HOOK-1")[2] == "deprecated"
+    assert table_row(summary_text, "HOOK-2")[3] == ""  # no entry for the device: empty cell
+    assert table_row(summary_text, "LEAF-1")[3] == "➖ n/a"
+    assert table_row(summary_text, "LEAF-2")[3] == "⏭️ skipped"
+
+
+def test_summary_explains_and_counts_the_bases(summary_text):
+    assert (
+        "Basis: documented: a docs sentence states it · observed: no docs sentence states it · "
+        "deprecated: the docs say this API is deprecated or will change.\n"
+    ) in summary_text
+    assert "\nClauses by basis: 5 documented, 1 observed, 1 deprecated.\n" in summary_text
+
+
+def test_summary_of_a_report_without_bases_has_no_basis_column(tmp_path, capsys):
+    """Reports written before clauses carried a basis (docs/reports/) still read, without the column."""
+    report = make_report(clauses=[clause("ACCUM-1", cpu="passed")])
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", report))
+    assert header_row(out) == ["clause", "title", "cpu"]
+    assert "Basis:" not in out and "Clauses by basis" not in out
 
 
 def test_summary_groups_rows_by_area_in_spec_order(summary_text):
@@ -289,7 +322,7 @@ def test_summary_failures_section_lists_message_reason_and_first_test(summary_te
     failures = summary_text.split("### Failures")[1].strip().splitlines()
     assert failures == [
         (
-            "- ❌ failed: **ACCUM-2** on cpu — Each backward adds to .grad; "
+            "- ❌ failed: **ACCUM-2** on cpu (observed: no docs sentence states it) — Each backward adds to .grad; "
             "message: `AssertionError: assert 3.0 == 4.0`; first test: `t.py::test_adds[cpu]`"
         ),
         (
@@ -417,7 +450,7 @@ def test_matrix_has_totals_legend_and_environments(tmp_path, capsys):
     assert table_row(out, "❌ failed")[2:] == ["2", "0"]
     assert table_row(out, "⚠️ known failure")[2:] == ["0", "1"]
     assert "| ➖ not applicable |" not in out  # no such outcome anywhere: no totals row
-    assert "Legend: ✅ passed · ❌ failed · ⚠️ known failure · ➖ not applicable · ⏭️ skipped · ❔ untested" in out
+    assert "Legend: ❌ failed · ⚠️ known failure · ⏭️ skipped · ❔ untested · ➖ not applicable · ✅ passed" in out
     environments = out.split("| torch | git |")[1].split("\n\n")[0]
     assert environments.index("| 2.9.1 |") < environments.index("| 2.10.0 |")
     assert f"`{paths[1]}`" in table_row(out, "2.9.1")[-1]
@@ -518,6 +551,7 @@ SPEC = """\
 
 - **Source**: <https://pytorch.org/docs/stable/autograd.html>
 - **Versions**: `>=1.13`
+- **Basis**: `documented`
 
 ```python
 pass
@@ -529,6 +563,7 @@ pass
 
 - **Source**: <https://pytorch.org/docs/stable/autograd.html>
 - **Versions**: `>=1.13`
+- **Basis**: `documented`
 
 ```python
 pass
@@ -563,8 +598,27 @@ def test_reports_written_by_the_plugin_are_read_by_the_tools(pytester, monkeypat
     assert json.loads(Path(path).read_text(encoding="utf-8"))["verdict"] == "violated"
     status, out, err = run_cli(capsys, "summary", path)
     assert (status, err) == (0, "")
-    assert table_row(out, "PASS-1")[2:] == ["✅ passed"]
-    assert table_row(out, "FAIL-1")[2:] == ["❌ failed"]
+    assert table_row(out, "PASS-1")[2:] == ["documented", "✅ passed"]
+    assert table_row(out, "FAIL-1")[2:] == ["documented", "❌ failed"]
     assert "message: `AssertionError: one is not two" in out
     assert run_cli(capsys, "diff", path, path)[0] == 0
     assert report_io.outcome_table(report)["FAIL-1", "cpu"]["tests"] == ["test_conformance.py::test_violated[cpu]"]
+
+
+# ----------------------------------------------------------------------------- the committed reports
+
+
+COMMITTED_REPORTS = sorted((REPO_ROOT / "docs" / "reports").glob("*.json.gz"))
+
+
+def test_committed_reports_predate_bases_and_still_read(capsys):
+    """docs/reports/ was written before clauses carried a basis: every tool still reads those reports."""
+    assert COMMITTED_REPORTS
+    status, out, err = run_cli(capsys, "matrix", *map(str, COMMITTED_REPORTS))
+    assert (status, err) == (0, "")
+    assert "## Autograd conformance matrix" in out
+    oldest, newest = str(COMMITTED_REPORTS[0]), str(COMMITTED_REPORTS[-1])
+    status, out, err = run_cli(capsys, "diff", oldest, newest)
+    assert status in (0, 1) and err == ""
+    status, out, err = run_cli(capsys, "summary", newest)
+    assert (status, err) == (0, "") and "| clause | title |" in out

@@ -25,7 +25,7 @@ no_accelerators = pytest.mark.skipif(
 )
 
 
-def clause_md(clause_id: str, title: str = "a clause", versions: str = ">=1.13") -> str:
+def clause_md(clause_id: str, title: str = "a clause", versions: str = ">=1.13", basis: str = "documented") -> str:
     return textwrap.dedent(
         f"""\
         ## {clause_id}: {title}
@@ -34,6 +34,7 @@ def clause_md(clause_id: str, title: str = "a clause", versions: str = ">=1.13")
 
         - **Source**: <https://pytorch.org/docs/stable/autograd.html>
         - **Versions**: `{versions}`
+        - **Basis**: `{basis}`
 
         ```python
         pass
@@ -333,6 +334,8 @@ def test_json_report_has_per_clause_per_device_outcomes(suite):
     assert report["devices"] == ["cpu"]
     assert report["verdict"] == "violated" and report["exit_status"] == 1
     assert report["totals"] == {"cpu": {"failed": 1, "not applicable": 1, "passed": 1}}
+    assert {c["id"]: c["basis"] for c in report["clauses"]} == dict.fromkeys(["PASS-1", "FAIL-1", "OLD-1", "UNCITED-1"], "documented")
+    assert clause_entry(report, "PASS-1")["basis_note"] == ""
 
 
 @no_accelerators
@@ -418,6 +421,31 @@ def test_terminal_summary_names_violated_and_uncited_clauses(suite):
     output = result.stdout.str()
     assert "VIOLATED PASS-1" not in output
     assert "1 failed" in output[output.index(f"clauses on torch {torch.__version__}:") :]
+    assert "VIOLATED FAIL-1 [cpu] is violated (area.md:" in output and "(observed" not in output
+
+
+def test_terminal_summary_says_when_a_violated_clause_is_only_observed(suite):
+    suite.write_specs(clause_md("PASS-1", "holds"), clause_md("FAIL-1", "is violated", basis="observed"), clause_md("OLD-1", versions="<1.0"))
+    suite.write_tests(REPORT_TESTS)
+    result = suite.run("--device", "cpu", "--conformance-report=r.json")
+    result.stdout.fnmatch_lines(["VIOLATED FAIL-1 [[]cpu[]] is violated (area.md:*) (observed: no docs sentence states it)"])
+    report = json.loads((suite.pytester.path / "r.json").read_text())
+    assert clause_entry(report, "FAIL-1")["basis"] == "observed"
+
+
+def test_terminal_counts_list_outcomes_in_the_report_order_failed_first(suite):
+    """The end-of-run counts line and ``summary`` list outcomes in one order: report_io.OUTCOMES."""
+    from conformance.render import render_summary
+    from conformance.report_io import OUTCOMES, counts_phrase, load_report
+
+    suite.write_tests(REPORT_TESTS)
+    result = suite.run("--device", "cpu", "--conformance-report=r.json")
+    line = "  cpu: 1 failed, 1 not applicable, 1 passed"
+    result.stdout.fnmatch_lines([f"clauses on torch {torch.__version__}:", line])
+    assert list(OUTCOMES[:1]) == ["failed"]
+    report = load_report(suite.pytester.path / "r.json")
+    assert counts_phrase(report["totals"]["cpu"]) == line.split(": ", 1)[1]
+    assert f"**Verdict: violated** — cpu: {line.split(': ', 1)[1]}" in render_summary(report)
 
 
 # ----------------------------------------------------------------------------- configuration errors
