@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
 from conformance.graphs import graphs
 from conformance.inplace_ops import DETERMINISTIC_FORMS
+from conformance.saved_tensors import SAVES_INPUT
 from conformance.strategies import ALL_DTYPES, dtypes, tensors
 
 #: how a detached tensor (or .data) is changed in place (conformance/inplace_ops.py)
@@ -23,15 +24,6 @@ def _update(source: str, t: torch.Tensor) -> torch.Tensor:
     form.apply(t)
     return expected
 
-
-#: consumers of b that save b for backward
-SAVES_INPUT = {
-    "b * b": lambda b: b * b,
-    "torch.sin(b)": lambda b: torch.sin(b),
-    "b.cos()": lambda b: b.cos(),
-    "b ** 2": lambda b: b**2,
-    "torch.abs(b)": lambda b: torch.abs(b),
-}
 
 ALIASES = {"detach()": lambda t: t.detach(), ".data": lambda t: t.data}
 
@@ -80,13 +72,13 @@ def test_detach_and_data_are_leaves_that_do_not_require_grad(device, alias, data
 @given(data=st.data())
 def test_in_place_change_through_detach_raises_at_backward(device, update, data):
     _, b = _intermediate(data, device)
-    consumer = data.draw(st.sampled_from(sorted(SAVES_INPUT)), label="consumer saving b")
+    consumer = data.draw(st.sampled_from(sorted(SAVES_INPUT)), label="consumer saving its input t = b")
     loss = SAVES_INPUT[consumer](b).mean()
     version = b._version
     _update(update, b.detach())
     if b._version <= version:
         fail("DETACH-3", f"b._version should grow after `{update}` with t = b.detach() (the counter is shared), it stayed {b._version}")
-    with assert_raises(RuntimeError, match="modified by an inplace operation", clause="DETACH-3", what=f"backward of mean({consumer}) after `{update}` with t = b.detach()"):
+    with assert_raises(RuntimeError, match="modified by an inplace operation", clause="DETACH-3", what=f"backward of mean({consumer}) (t = b), after `{update}` with t = b.detach()"):
         loss.backward()
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from conformance.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
 from conformance.graphs import Graph, graphs
-from conformance.strategies import DIFFERENTIABLE_DTYPES, NON_DIFFERENTIABLE_DTYPES, dtypes, shapes, tensors
+from conformance.strategies import ALL_DTYPES, dtypes, shapes, tensors
 
 
 def _as_tuple(value: Any) -> tuple:
@@ -267,9 +267,6 @@ def test_hooks_on_one_tensor_run_in_registration_order(device, data):
 
 
 # ----------------------------------------------------------------------------- HOOK-4
-
-ALL_DTYPES = DIFFERENTIABLE_DTYPES + NON_DIFFERENTIABLE_DTYPES
-
 
 def _new_tensor(data, device, x):
     return data.draw(tensors(dtype=dtypes(ALL_DTYPES), device=device), label="t")

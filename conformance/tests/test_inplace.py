@@ -6,16 +6,16 @@ from typing import Callable
 
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
-from conformance.graphs import Graph, graphs
+from conformance.graphs import Graph, Step, graphs
 from conformance.inplace_ops import DETERMINISTIC_FORMS, INPLACE_FORMS, InPlaceForm
 from conformance.modes import NO_GRAD, SET_GRAD_DISABLED
-from conformance.strategies import dtypes, shapes, tensors
-
-REAL_DTYPES = (torch.float32, torch.float64)
+from conformance.ops import ops_by_name
+from conformance.saved_tensors import SAVES_INPUT, SAVES_OUTPUT, saved_tensor_modified
+from conformance.strategies import REAL_DTYPES, dtypes, shapes, tensors
 
 #: views of ``t`` that any shape has: name -> view
 VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -147,13 +147,8 @@ def test_in_place_ops_increment_the_version_shared_by_views(device, data):
 
 #: consumers that save a tensor for backward: name -> (consumer, which tensor gets modified: "input" or "output")
 SAVING_CONSUMERS = {
-    "z = torch.sin(y), y modified": (torch.sin, "input"),
-    "z = y * y, y modified": (lambda y: y * y, "input"),
-    "z = y ** 3, y modified": (lambda y: y**3, "input"),
-    "z = y.abs(), y modified": (lambda y: y.abs(), "input"),
-    "z = y.exp(), z modified": (lambda y: y.exp(), "output"),
-    "z = torch.tanh(y), z modified": (torch.tanh, "output"),
-    "z = y.sigmoid(), z modified": (lambda y: y.sigmoid(), "output"),
+    **{f"z = {source} with t = y, y modified": (consumer, "input") for source, consumer in SAVES_INPUT.items()},
+    **{f"z = {source} with t = y, z modified": (consumer, "output") for source, consumer in SAVES_OUTPUT.items()},
 }
 
 
@@ -187,36 +182,46 @@ def _writable(value: torch.Tensor) -> bool:
 
 
 def _saved_tensor_modified(graph: Graph, index: int, form: InPlaceForm) -> bool:
-    """Run the program recording what autograd saves, write into t<index>, and tell whether a saved tensor's version moved.
+    """Whether writing into t<index> of the program (run with a loss over every value) moves a saved tensor's version."""
 
-    The oracle run is separate from the checked run: with saved-tensor hooks
-    installed, torch does not check versions at backward.
-    """
-    saved: list[tuple[torch.Tensor, int]] = []
-
-    def pack(tensor):
-        saved.append((tensor, tensor._version))
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    def forward():
         values = graph.run()
-        _all_values_loss(graph, values)
-    form.apply(values[index])
-    return any(tensor._version != version for tensor, version in saved)
+        return values, _all_values_loss(graph, values)
+
+    return saved_tensor_modified(forward, lambda result: form.apply(result[0][index]))
 
 
-def _draw_write(data, graph: Graph, *, touches_saved: bool) -> tuple[int, InPlaceForm]:
+def _write_targets(graph: Graph, form: InPlaceForm, touches_saved: bool) -> list[int]:
+    return [i for i, v in enumerate(graph.run()) if _writable(v) and _saved_tensor_modified(graph, i, form) == touches_saved]
+
+
+def _extended(graph: Graph, touches_saved: bool) -> Graph:
+    """The program with two steps on t0 appended: u = torch.sin(t0), then a consumer of u that saves u (torch.sin) or nothing (u * 0.5)."""
+    ops = ops_by_name()
+    first, then = ops["sin"].forms[0], (ops["sin"] if touches_saved else ops["scale"]).forms[0]
+    u = graph.n_values
+    return Graph(graph.leaves, [*graph.steps, Step(first, (0,)), Step(then, (u,))])
+
+
+def _draw_write(data, device, *, touches_saved: bool) -> tuple[Graph, int, InPlaceForm]:
+    """A program, the index of a value an in-place op may write to in grad mode, and the form: the write touches what backward saved iff ``touches_saved``.
+
+    A drawn program with no such value gets two steps appended that make one (``_extended``).
+    """
+    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
     form = DETERMINISTIC_FORMS[data.draw(st.sampled_from(sorted(DETERMINISTIC_FORMS)), label="in-place form")]
-    candidates = [i for i, v in enumerate(graph.run()) if _writable(v) and _saved_tensor_modified(graph, i, form) == touches_saved]
-    assume(candidates)
-    return data.draw(st.sampled_from(candidates), label="index of the written value"), form
+    candidates = _write_targets(graph, form, touches_saved)
+    if not candidates:
+        event("the drawn program had no value to write to: two steps appended")
+        graph = _extended(graph, touches_saved)
+        candidates = _write_targets(graph, form, touches_saved)
+    return graph, data.draw(st.sampled_from(candidates), label="index of the written value"), form
 
 
 @pytest.mark.spec("INPLACE-5")
 @given(data=st.data())
 def test_modifying_a_saved_value_of_a_random_program_makes_backward_raise(device, data):
-    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
-    index, form = _draw_write(data, graph, touches_saved=True)
+    graph, index, form = _draw_write(data, device, touches_saved=True)
     values = graph.run()
     loss = _all_values_loss(graph, values)
     form.apply(values[index])
@@ -228,8 +233,7 @@ def test_modifying_a_saved_value_of_a_random_program_makes_backward_raise(device
 @pytest.mark.spec("INPLACE-6")
 @given(data=st.data())
 def test_modifying_a_value_backward_does_not_need_is_allowed(device, data):
-    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
-    index, form = _draw_write(data, graph, touches_saved=False)
+    graph, index, form = _draw_write(data, device, touches_saved=False)
     values = graph.run()
     loss = _all_values_loss(graph, values)
     expected = torch.autograd.grad(loss, graph.leaves, retain_graph=True, allow_unused=True)
@@ -282,13 +286,16 @@ def test_in_place_op_on_a_non_leaf_is_differentiated_like_its_out_of_place_form(
         assert_close(got, expected, clause="INPLACE-7", what=f"x.grad through `{source}` on t = x * 1.5, vs its out-of-place form")
 
 
-#: views of a base that writes can go through: name -> (view, rebuild(base, new view values) out of place, applies(shape))
+#: shapes with a first side of at least 1 (base[0] exists)
+_shapes_with_a_first_element = st.tuples(st.integers(1, 4), shapes(max_dims=2)).map(lambda sides: (sides[0], *sides[1]))
+
+#: views of a base that writes can go through: name -> (view, rebuild(base, new view values) out of place, the shapes it applies to)
 VIEW_WRITES = {
-    "base[...]": (lambda b: b[...], lambda b, new: new, lambda shape: True),
-    "base.view(-1)": (lambda b: b.view(-1), lambda b, new: new.reshape(b.shape), lambda shape: True),
-    "base.transpose(0, -1)": (lambda b: b.transpose(0, -1), lambda b, new: new.transpose(0, -1), lambda shape: len(shape) >= 1),
-    "base[..., :1]": (lambda b: b[..., :1], lambda b, new: torch.cat([new, b[..., 1:]], dim=-1), lambda shape: len(shape) >= 1),
-    "base[0]": (lambda b: b[0], lambda b, new: torch.cat([new.unsqueeze(0), b[1:]], dim=0), lambda shape: len(shape) >= 1 and shape[0] >= 1),
+    "base[...]": (lambda b: b[...], lambda b, new: new, shapes()),
+    "base.view(-1)": (lambda b: b.view(-1), lambda b, new: new.reshape(b.shape), shapes()),
+    "base.transpose(0, -1)": (lambda b: b.transpose(0, -1), lambda b, new: new.transpose(0, -1), shapes(min_dims=1)),
+    "base[..., :1]": (lambda b: b[..., :1], lambda b, new: torch.cat([new, b[..., 1:]], dim=-1), shapes(min_dims=1)),
+    "base[0]": (lambda b: b[0], lambda b, new: torch.cat([new.unsqueeze(0), b[1:]], dim=0), _shapes_with_a_first_element),
 }
 
 
@@ -297,8 +304,8 @@ VIEW_WRITES = {
 @given(data=st.data())
 def test_in_place_op_through_a_view_is_differentiated_in_the_base(device, view, data):
     form = data.draw(st.sampled_from(sorted(DETERMINISTIC_FORMS)), label="in-place form")
-    take, rebuild, applies = VIEW_WRITES[view]
-    x = _leaf(data, device, dtype=torch.float64, shape=shapes().filter(applies))
+    take, rebuild, view_shapes = VIEW_WRITES[view]
+    x = _leaf(data, device, dtype=torch.float64, shape=view_shapes)
     weights = data.draw(tensors(dtype=torch.float64, shape=x.shape, device=device), label="weights of the loss")
     base = x * 1.5
     DETERMINISTIC_FORMS[form].apply(take(base))
