@@ -171,3 +171,25 @@ def draw_mlp(
     ps = [data.draw(st.floats(0.0, 1.0), label=f"{label} dropout p {i}") for i in range(len(widths) - 2)] if dropout else ()
     net = mlp(widths, activation=nn.Tanh, batchnorm=batchnorm, dropout=ps).to(device=device, dtype=dtype)
     return fill_drawn(net, data, device, label=label)
+
+
+def accumulation_seed_convnet(device, dtype: torch.dtype = torch.float32) -> nn.Sequential:
+    """The network of the gradient-accumulation seed article ``000_11918659c5b97dba.txt`` (ACCUM-1..9):
+    conv-conv-linear without biases, scaled down to 3x6x6 images and 5 classes.
+
+    Its parameters get torch's default initialisation from a forked RNG (the same
+    values every time; the global RNG is left as it was); tests that need known
+    or drawn values set them (the seed fills every parameter with 0.1).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(
+            nn.Conv2d(3, 4, 3, 1, padding=1, bias=False),
+            nn.Conv2d(4, 6, 3, 1, padding=1, bias=False),
+            nn.Flatten(),
+            nn.Linear(6 * 6 * 6, 5, bias=False),
+        )
+    return net.to(device=device, dtype=dtype)
+
+
+__all__ += ["accumulation_seed_convnet"]

@@ -29,7 +29,33 @@ def _zero_grad_default_keeps_zeros(mp):
         mp.setattr(owner, "zero_grad", zero_grad)
 
 
+def _roots(tensors) -> list[torch.Tensor]:
+    return [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
+
+
+def _conv_weight_grads_overwritten_when_significant(mp):
+    original = torch.autograd.backward
+
+    def backward(tensors, *args, **kwargs):
+        for root in _roots(tensors):
+            for leaf in recorded_leaves(root):
+                grad = leaf.grad
+                if leaf.dim() == 4 and grad is not None and grad.numel() and float(grad.abs().max()) > 1e-4:
+                    leaf.grad = None  # the new gradient replaces the old one instead of adding to it
+        return original(tensors, *args, **kwargs)
+
+    mp.setattr(torch.autograd, "backward", backward)
+
+
 MUTANTS = (
     Mutant("backward_overwrites_grad", ("ACCUM-2", "ACCUM-9"), "Tensor.backward() overwrites .grad instead of accumulating", _backward_overwrites_grad),
     Mutant("zero_grad_default_keeps_zeros", ("ACCUM-6",), "zero_grad() defaults to set_to_none=False (the pre-2.0 default)", _zero_grad_default_keeps_zeros),
+    Mutant(
+        "conv_weight_grads_overwritten_when_significant",
+        ("ACCUM-9",),
+        "backward() overwrites instead of accumulating into the .grad of 4-d leaves (conv weights) whose gradient is "
+        "not negligible (|g| > 1e-4); near-zero gradients, such as the seed network's convolution gradients at "
+        "weights 0.1, still accumulate",
+        _conv_weight_grads_overwritten_when_significant,
+    ),
 )
