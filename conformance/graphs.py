@@ -108,6 +108,7 @@ def graphs(
     device: str | SearchStrategy[str] = "cpu",
     dtype: torch.dtype | SearchStrategy[torch.dtype] = st.sampled_from(GRAPH_DTYPES),
     requires_grad: bool | SearchStrategy[bool] = st.booleans(),
+    recording: bool = False,
     min_leaves: int = 1,
     max_leaves: int = 3,
     min_steps: int = 1,
@@ -117,15 +118,22 @@ def graphs(
 ) -> Graph:
     """A random program over ``ops``; leaves share one dtype and broadcast to a common shape.
 
-    ``requires_grad`` is drawn per leaf when given as a strategy.
+    ``requires_grad`` is drawn per leaf when given as a strategy.  With
+    ``recording=True`` the program is one grad mode would record: one drawn
+    leaf requires grad whatever ``requires_grad`` says, and the first step
+    consumes a leaf that requires grad (every registry op is differentiable, so
+    in grad mode that step gets a ``grad_fn``).  Tests of what a mode does to
+    recording need this: a program on leaves that do not require grad records
+    nothing in any mode, so it could not fail.
     """
     dtype_ = draw(as_strategy(dtype), label="graph dtype")
     device_ = draw(as_strategy(device), label="device")
     base = draw(as_strategy(base_shape), label="graph base shape")
     n_leaves = draw(st.integers(min_leaves, max_leaves), label="number of leaves")
+    anchor = draw(st.integers(0, n_leaves - 1), label="leaf that requires grad") if recording else None
     leaves = [
         draw(
-            tensors(dtype=dtype_, shape=broadcastable_shapes(base), device=device_, requires_grad=requires_grad),
+            tensors(dtype=dtype_, shape=broadcastable_shapes(base), device=device_, requires_grad=True if i == anchor else requires_grad),
             label=f"leaf t{i}",
         )
         for i in range(n_leaves)
@@ -135,7 +143,10 @@ def graphs(
     values = [leaf.detach() for leaf in leaves]
     n_steps = draw(st.integers(min_steps, max_steps), label="number of steps")
     for step_index in range(n_steps):
-        first = draw(st.integers(0, len(values) - 1), label=f"step {step_index} first operand")
+        if recording and step_index == 0:
+            first = draw(st.sampled_from([i for i, leaf in enumerate(leaves) if leaf.requires_grad]), label="step 0 first operand (requires grad)")
+        else:
+            first = draw(st.integers(0, len(values) - 1), label=f"step {step_index} first operand")
         candidates = [op for op in ops if op.applicable(values[first])]
         op = draw(st.sampled_from(candidates), label=f"step {step_index} op")
         form = draw(st.sampled_from(op.forms), label=f"step {step_index} form")

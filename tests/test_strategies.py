@@ -226,6 +226,22 @@ def test_graph_leaves_behind_agrees_with_autograd(graph):
         assert {i for i, g in enumerate(grads) if g is not None} == set(behind), graph
 
 
+@pytest.mark.parametrize("requires_grad", [False, st.booleans()], ids=["others False", "others drawn"])
+def test_recording_graphs_always_record_a_step(requires_grad):
+    """``recording=True``: whatever the other leaves draw, grad mode records a step (its inputs require grad), so a test of what a mode does to recording can fail."""
+
+    @settings(SEARCH, suppress_health_check=FAST.suppress_health_check)  # the machine is shared: a slow draw is no failure
+    @given(graphs(requires_grad=requires_grad, recording=True, max_leaves=3))
+    def check(graph: Graph) -> None:
+        assert any(leaf.requires_grad for leaf in graph.leaves), graph
+        with torch.enable_grad():
+            recorded = [step for step in graph.trace() if step.output.grad_fn is not None]
+        assert recorded, graph
+        assert any(t.requires_grad for t in recorded[0].inputs), graph
+
+    check()
+
+
 @FAST
 @given(graphs(requires_grad=st.booleans()))
 def test_recorded_leaves_are_the_leaves_requiring_grad_behind_the_output(graph):

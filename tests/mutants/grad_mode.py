@@ -62,10 +62,23 @@ def _inference_mode_does_nothing(mp):
     patch_everywhere(mp, "inference_mode", InferenceMode)
 
 
+def _neg_records_under_no_grad(mp):
+    original = torch.neg
+
+    def neg(*args, **kwargs):
+        if torch.is_inference_mode_enabled():
+            return original(*args, **kwargs)
+        with torch.enable_grad():  # the op's kernel forgot to check grad mode
+            return original(*args, **kwargs)
+
+    mp.setattr(torch, "neg", neg)
+
+
 MUTANTS = (
     Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2", "SAVED-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
     Mutant("no_grad_exit_keeps_grad_disabled", ("GRADMODE-5",), "leaving torch.no_grad() leaves grad mode disabled", _no_grad_exit_keeps_grad_disabled),
     Mutant("set_grad_enabled_function_ignored", ("GRADMODE-7",), "torch.set_grad_enabled(False) called as a function does nothing", _set_grad_enabled_function_ignored),
     Mutant("inference_mode_is_no_grad", ("GRADMODE-14",), "torch.inference_mode() behaves like no_grad: no inference tensors", _inference_mode_is_no_grad),
     Mutant("inference_mode_does_nothing", ("GRADMODE-14", "SAVED-3"), "torch.inference_mode() neither disables grad nor creates inference tensors", _inference_mode_does_nothing),
+    Mutant("neg_records_under_no_grad", ("GRADMODE-1", "GRADMODE-2"), "torch.neg records its result (grad_fn set) inside no_grad; the other ops do not", _neg_records_under_no_grad),
 )
