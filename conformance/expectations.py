@@ -12,9 +12,18 @@ The file is TOML, one ``[[expected_failure]]`` table per entry::
     [[expected_failure]]
     clause = "ACCUM-2"                     # required: a clause ID of the spec
     test = "test_second_backward_on_zero_dim"  # optional: substring of the node id
-    torch = ">=2.0"                         # optional: PEP 440 specifier (default: every version)
-    devices = ["cpu"]                       # optional: device strings (default: every device)
-    reason = "why it fails, and the upstream issue"   # required
+    torch = ">=1.13.1,<=2.15.0"            # required: PEP 440 specifier, the torch versions it was seen on
+    devices = ["cpu"]                       # required: the device strings it was seen on
+    issue = "pytorch/pytorch#12345"         # the upstream issue (owner/repo#N or a URL) ...
+    reproduction = "conformance/tests/test_accumulation.py::test_second_backward_on_zero_dim_leaves_with_aliased_grads"
+                                            # ... or a reproduction (a test id or a script); at least one
+    reason = "what fails and why"           # required
+
+An entry is a claim about a torch defect: it must say where the defect is
+tracked (``issue``) or how to see it (``reproduction``), and on which torch
+versions and devices it was seen, so that nobody keeps it forever by accident.
+A missing or malformed field is an :class:`ExpectationsError` (a usage error of
+the run) naming the entry and the field.
 
 The suite ships ``conformance/expectations.toml`` with the torch defects it
 found; ``--expectations PATH`` reads another file instead, ``--expectations=``
@@ -23,6 +32,7 @@ reads none.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +46,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib
 
-__all__ = ["DEFAULT_EXPECTATIONS", "Expectation", "ExpectationsError", "load_expectations"]
+__all__ = ["DEFAULT_EXPECTATIONS", "ISSUE", "Expectation", "ExpectationsError", "load_expectations"]
 
 DEFAULT_EXPECTATIONS = Path(__file__).resolve().parent / "expectations.toml"
 
-_KEYS = {"clause", "test", "torch", "devices", "reason"}
+_KEYS = {"clause", "test", "torch", "devices", "issue", "reproduction", "reason"}
+#: an upstream issue: ``owner/repo#N`` (``pytorch/pytorch#12345``) or a URL
+ISSUE = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/[\w.-]+#\d+|https?://\S+)$")
 
 
 class ExpectationsError(ValueError):
@@ -55,6 +67,8 @@ class Expectation:
     test: str | None = None
     torch: str | None = None
     devices: tuple[str, ...] | None = None
+    issue: str | None = None  # upstream issue: owner/repo#N or a URL
+    reproduction: str | None = None  # a test id or a script that shows the defect
 
     def in_force(self, torch_version: str) -> bool:
         """Whether the entry applies to this torch (local build labels such as ``+cpu`` are ignored)."""
@@ -81,6 +95,8 @@ class Expectation:
             "test": self.test,
             "torch": self.torch,
             "devices": list(self.devices) if self.devices is not None else None,
+            "issue": self.issue,
+            "reproduction": self.reproduction,
             "reason": self.reason,
         }
 
@@ -123,15 +139,45 @@ def _parse_entry(entry: object, source: str, known: set[str]) -> Expectation:
     test = entry.get("test")
     if test is not None and (not isinstance(test, str) or not test):
         raise ExpectationsError(f"{source}: 'test' must be a non-empty substring of a test node id")
-    torch_range = entry.get("torch")
-    if torch_range is not None:
-        try:
-            SpecifierSet(str(torch_range))
-        except InvalidSpecifier:
-            raise ExpectationsError(f"{source}: 'torch' must be a version specifier such as '>=2.0,<2.5', got {torch_range!r}") from None
-    devices = entry.get("devices")
-    if devices is not None:
-        if not isinstance(devices, list) or not devices or not all(isinstance(d, str) and d for d in devices):
-            raise ExpectationsError(f"{source}: 'devices' must be a non-empty list of device strings such as [\"cpu\"]")
-        devices = tuple(devices)
-    return Expectation(clause, reason.strip(), source, test, None if torch_range is None else str(torch_range), devices)
+    issue, reproduction = entry.get("issue"), entry.get("reproduction")
+    if issue is None and reproduction is None:
+        raise ExpectationsError(
+            f"{source}: {clause}: name the upstream issue ('issue', e.g. \"pytorch/pytorch#12345\" or a URL) "
+            f"or a reproduction ('reproduction', e.g. the test id that shows it): an expected failure must say "
+            f"where the defect is tracked or how to see it"
+        )
+    if issue is not None and (not isinstance(issue, str) or not ISSUE.match(issue)):
+        raise ExpectationsError(
+            f"{source}: 'issue' must be owner/repo#N (\"pytorch/pytorch#12345\") or a URL, got {issue!r}"
+        )
+    if reproduction is not None and (not isinstance(reproduction, str) or not reproduction.strip()):
+        raise ExpectationsError(f"{source}: 'reproduction' must be a non-empty string (a test id or a script)")
+    if "torch" not in entry:
+        raise ExpectationsError(
+            f"{source}: {clause}: 'torch' is required: the torch versions the failure was seen on, "
+            f"e.g. '>=2.14,<2.16'"
+        )
+    torch_range = entry["torch"]
+    try:
+        if not isinstance(torch_range, str) or not torch_range.strip():
+            raise InvalidSpecifier(torch_range)
+        SpecifierSet(torch_range)
+    except InvalidSpecifier:
+        raise ExpectationsError(f"{source}: 'torch' must be a version specifier such as '>=2.0,<2.5', got {torch_range!r}") from None
+    if "devices" not in entry:
+        raise ExpectationsError(
+            f"{source}: {clause}: 'devices' is required: the devices the failure was seen on, e.g. [\"cpu\"]"
+        )
+    devices = entry["devices"]
+    if not isinstance(devices, list) or not devices or not all(isinstance(d, str) and d for d in devices):
+        raise ExpectationsError(f"{source}: 'devices' must be a non-empty list of device strings such as [\"cpu\"]")
+    return Expectation(
+        clause,
+        reason.strip(),
+        source,
+        test,
+        torch_range,
+        tuple(devices),
+        issue,
+        None if reproduction is None else reproduction.strip(),
+    )

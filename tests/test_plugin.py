@@ -528,6 +528,15 @@ def test_selected_profile_from_environment(environment, expected):
 
 
 
+#: the fields every valid entry needs besides clause and reason (TOML lines)
+IN_FORCE = 'torch = ">=1.13"\ndevices = ["cpu"]\nissue = "pytorch/pytorch#1"\n'
+TORCH, DEVICES, ISSUE = IN_FORCE.splitlines(keepends=True)
+
+
+def entry(*lines: str) -> str:
+    return "[[expected_failure]]\n" + "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
 def write_expectations(suite: Suite, body: str) -> None:
     (suite.pytester.path / "expectations.toml").write_text(textwrap.dedent(body), encoding="utf-8")
 
@@ -539,6 +548,9 @@ def test_expected_failure_from_the_file_is_a_non_blocking_known_failure(suite):
         """
         [[expected_failure]]
         clause = "FAIL-1"
+        torch = ">=1.13"
+        devices = ["cpu"]
+        issue = "pytorch/pytorch#123"
         reason = "torch defect #123"
         """,
     )
@@ -549,6 +561,12 @@ def test_expected_failure_from_the_file_is_a_non_blocking_known_failure(suite):
     assert report["verdict"] == "conforms"
     (applied,) = report["expectations"]["applied"]
     assert applied["matched"] == ["test_conformance.py::test_violated[cpu]"]
+    assert (applied["issue"], applied["reproduction"], applied["torch"], applied["devices"]) == (
+        "pytorch/pytorch#123",
+        None,
+        ">=1.13",
+        ["cpu"],
+    )
     assert report["expectations"]["stale"] == []
     result.stdout.fnmatch_lines(["KNOWN FAILURE FAIL-1 [[]cpu[]] *torch defect #123*", "VERDICT: torch * conforms on cpu"])
 
@@ -561,11 +579,15 @@ def test_expectation_out_of_its_torch_range_or_device_is_not_applied(suite):
         [[expected_failure]]
         clause = "FAIL-1"
         torch = "<1.0"
+        devices = ["cpu"]
+        issue = "https://github.com/pytorch/pytorch/issues/1"
         reason = "only on ancient torch"
 
         [[expected_failure]]
         clause = "FAIL-1"
+        torch = ">=1.13"
         devices = ["cuda"]
+        reproduction = "test_conformance.py::test_violated"
         reason = "only on cuda"
         """,
     )
@@ -583,11 +605,17 @@ def test_stale_expectations_are_warned_about_and_reported(suite):
         """
         [[expected_failure]]
         clause = "PASS-1"
+        torch = ">=1.13"
+        devices = ["cpu", "cuda"]
+        issue = "pytorch/pytorch#2"
         reason = "was broken once"
 
         [[expected_failure]]
         clause = "FAIL-1"
         test = "test_no_such_test"
+        torch = ">=1.13"
+        devices = ["cpu"]
+        reproduction = "test_conformance.py::test_no_such_test"
         reason = "a typo in the test name"
         """,
     )
@@ -600,7 +628,7 @@ def test_stale_expectations_are_warned_about_and_reported(suite):
     ]
     result.stdout.fnmatch_lines(
         [
-            "STALE EXPECTATION PASS-1 on every torch, every device (expectations.toml:entry 1): its tests passed*",
+            "STALE EXPECTATION PASS-1 on torch >=1.13, cpu, cuda (expectations.toml:entry 1): its tests passed*",
             "STALE EXPECTATION FAIL-1 'test_no_such_test' *: it matches no collected test",
         ]
     )
@@ -610,7 +638,7 @@ def test_expectation_of_a_clause_whose_tests_were_not_collected_is_not_stale(sui
     """Running one file of the suite says nothing about the known failures of the other files."""
     suite.write_tests(REPORT_TESTS)
     suite.write_tests('@pytest.mark.spec("PASS-1")\ndef test_other(device):\n    pass\n', name="test_other_area")
-    write_expectations(suite, '[[expected_failure]]\nclause = "FAIL-1"\nreason = "known"\n')
+    write_expectations(suite, f'[[expected_failure]]\nclause = "FAIL-1"\n{IN_FORCE}reason = "known"\n')
     result, report = run_report(suite, "test_other_area.py", "--device", "cpu", "--expectations", "expectations.toml")
     assert result.ret == 0
     assert report["expectations"]["stale"] == []
@@ -620,11 +648,31 @@ def test_expectation_of_a_clause_whose_tests_were_not_collected_is_not_stale(sui
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("[[expected_failure]]\nclause = 'NOPE-1'\nreason = 'x'\n", "clause 'NOPE-1' is not in the spec"),
-        ("[[expected_failure]]\nclause = 'PASS-1'\n", "'reason' is required"),
-        ("[[expected_failure]]\nclause = 'PASS-1'\nreason = 'x'\ntorch = 'two'\n", "'torch' must be a version specifier"),
-        ("[[expected_failure]]\nclause = 'PASS-1'\nreason = 'x'\ndevice = 'cpu'\n", "unknown key(s) device"),
-        ("[[expected_failure]]\nclause = 'PASS-1'\nreason = 'x'\ndevices = []\n", "'devices' must be a non-empty list"),
+        (entry("clause = 'NOPE-1'", "reason = 'x'", IN_FORCE), "clause 'NOPE-1' is not in the spec"),
+        (entry("clause = 'PASS-1'", IN_FORCE), "'reason' is required"),
+        (entry("clause = 'PASS-1'", "reason = 'x'", DEVICES, ISSUE, "torch = 'two'"), "'torch' must be a version specifier"),
+        (entry("clause = 'PASS-1'", "reason = 'x'", IN_FORCE, "device = 'cpu'"), "unknown key(s) device"),
+        (entry("clause = 'PASS-1'", "reason = 'x'", TORCH, ISSUE, "devices = []"), "'devices' must be a non-empty list"),
+        (
+            entry("clause = 'PASS-1'", "reason = 'x'", TORCH, DEVICES),
+            "PASS-1: name the upstream issue ('issue', e.g. \"pytorch/pytorch#12345\" or a URL) or a reproduction",
+        ),
+        (
+            entry("clause = 'PASS-1'", "reason = 'x'", TORCH, DEVICES, "issue = '#12345'"),
+            "'issue' must be owner/repo#N (\"pytorch/pytorch#12345\") or a URL, got '#12345'",
+        ),
+        (
+            entry("clause = 'PASS-1'", "reason = 'x'", TORCH, DEVICES, "reproduction = ' '"),
+            "'reproduction' must be a non-empty string",
+        ),
+        (
+            entry("clause = 'PASS-1'", "reason = 'x'", DEVICES, ISSUE),
+            "PASS-1: 'torch' is required: the torch versions the failure was seen on",
+        ),
+        (
+            entry("clause = 'PASS-1'", "reason = 'x'", TORCH, ISSUE),
+            "PASS-1: 'devices' is required: the devices the failure was seen on",
+        ),
         ("[[expected_failure]\n", "is not valid TOML"),
     ],
 )
@@ -650,6 +698,18 @@ def test_the_suites_own_expectations_file_is_valid_and_every_entry_has_a_reason(
     entries = load_expectations(DEFAULT_EXPECTATIONS, load_specs())
     assert entries, "the suite ships its known torch defects"
     assert all(len(entry.reason) > 20 for entry in entries)
+    assert all(entry.torch and entry.devices and (entry.issue or entry.reproduction) for entry in entries)
+
+
+def test_the_accum_2_entry_names_its_reproduction_range_and_device():
+    from conformance.expectations import DEFAULT_EXPECTATIONS, load_expectations
+    from conformance.specs import load_specs
+
+    (accum_2,) = [e for e in load_expectations(DEFAULT_EXPECTATIONS, load_specs()) if e.clause == "ACCUM-2"]
+    assert (accum_2.torch, accum_2.devices, accum_2.issue) == (">=1.13.1,<=2.15.0", ("cpu",), None)
+    assert accum_2.reproduction.endswith("::" + accum_2.test)
+    assert "No upstream issue found" in accum_2.reason
+    assert accum_2.in_force("1.13.1") and accum_2.in_force("2.15.0+cu128") and not accum_2.in_force("2.16.0")
 
 
 # ----------------------------------------------------------------------------- report location and verdict
