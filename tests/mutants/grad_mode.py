@@ -74,6 +74,26 @@ def _neg_records_under_no_grad(mp):
     mp.setattr(torch, "neg", neg)
 
 
+#: the view ops of the registry, as torch functions and Tensor methods
+_VIEW_OPS = ("transpose", "permute", "unsqueeze", "squeeze", "reshape", "flatten", "narrow", "select", "view", "view_as", "expand", "broadcast_to")
+
+
+def _views_of_inference_tensors_are_normal(mp):
+    def normal_view(original):
+        def view(self, *args, **kwargs):
+            if torch.is_inference_mode_enabled() and isinstance(self, torch.Tensor) and self.is_inference():
+                with torch.inference_mode(False):  # the view is taken of a normal copy
+                    return original(self.clone(), *args, **kwargs)
+            return original(self, *args, **kwargs)
+
+        return view
+
+    for name in _VIEW_OPS:
+        for owner in (torch, torch.Tensor):
+            if hasattr(owner, name):
+                mp.setattr(owner, name, normal_view(getattr(owner, name)))
+
+
 MUTANTS = (
     Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2", "SAVED-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
     Mutant("no_grad_exit_keeps_grad_disabled", ("GRADMODE-5",), "leaving torch.no_grad() leaves grad mode disabled", _no_grad_exit_keeps_grad_disabled),
@@ -81,4 +101,5 @@ MUTANTS = (
     Mutant("inference_mode_is_no_grad", ("GRADMODE-14",), "torch.inference_mode() behaves like no_grad: no inference tensors", _inference_mode_is_no_grad),
     Mutant("inference_mode_does_nothing", ("GRADMODE-14", "SAVED-3"), "torch.inference_mode() neither disables grad nor creates inference tensors", _inference_mode_does_nothing),
     Mutant("neg_records_under_no_grad", ("GRADMODE-1", "GRADMODE-2"), "torch.neg records its result (grad_fn set) inside no_grad; the other ops do not", _neg_records_under_no_grad),
+    Mutant("views_of_inference_tensors_are_normal", ("GRADMODE-14",), "inside inference_mode, a view of an inference tensor is a normal tensor (views of normal tensors behave)", _views_of_inference_tensors_are_normal),
 )
