@@ -47,6 +47,27 @@ def _conv_weight_grads_overwritten_when_significant(mp):
     mp.setattr(torch.autograd, "backward", backward)
 
 
+def _equal_fresh_grads_share_one_buffer(mp):
+    original = torch.autograd.backward
+
+    def backward(tensors, *args, **kwargs):
+        fresh = [leaf for root in _roots(tensors) for leaf in recorded_leaves(root) if leaf.grad is None]
+        result = original(tensors, *args, **kwargs)
+        owners: list[torch.Tensor] = []
+        for leaf in fresh:
+            grad = leaf.grad
+            if grad is None or grad.dim() == 0:
+                continue
+            same = next((g for g in owners if g.shape == grad.shape and g.dtype == grad.dtype and torch.equal(g, grad)), None)
+            if same is None:
+                owners.append(grad)
+            else:
+                leaf.grad = same  # AccumulateGrad "steals" one incoming buffer for two leaves
+        return result
+
+    mp.setattr(torch.autograd, "backward", backward)
+
+
 MUTANTS = (
     Mutant("backward_overwrites_grad", ("ACCUM-2", "ACCUM-9"), "Tensor.backward() overwrites .grad instead of accumulating", _backward_overwrites_grad),
     Mutant("zero_grad_default_keeps_zeros", ("ACCUM-6",), "zero_grad() defaults to set_to_none=False (the pre-2.0 default)", _zero_grad_default_keeps_zeros),
@@ -57,5 +78,12 @@ MUTANTS = (
         "not negligible (|g| > 1e-4); near-zero gradients, such as the seed network's convolution gradients at "
         "weights 0.1, still accumulate",
         _conv_weight_grads_overwritten_when_significant,
+    ),
+    Mutant(
+        "equal_fresh_grads_share_one_buffer",
+        ("ACCUM-2",),
+        "the first backward stores one tensor as the .grad of every leaf (of at least one dimension) that receives "
+        "an equal gradient, e.g. both operands of `a + b`, so later passes add into both at once",
+        _equal_fresh_grads_share_one_buffer,
     ),
 )
