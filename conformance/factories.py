@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DEFAULT_ONLY_FACTORIES", "FACTORIES", "LIKE_FACTORIES"]
+__all__ = ["DEFAULT_ONLY_FACTORIES", "FACTORIES", "LIKE_FACTORIES", "REQUIRES_GRAD_FACTORIES", "create_like"]
 
 #: factory name -> call(shape, dtype, device, **kwargs); every documented creation function.
 FACTORIES = {
@@ -30,17 +30,27 @@ DEFAULT_ONLY_FACTORIES = {
     "as_tensor": lambda s, d, dev: torch.as_tensor([1.0, 2.0], dtype=d, device=dev),
 }
 
-#: tensor-from-tensor factories: name -> call(x)
+#: tensor-from-tensor factories: name -> call(x, **kwargs) (``requires_grad=True`` and the like pass through)
 LIKE_FACTORIES = {
-    "zeros_like": lambda x: torch.zeros_like(x),
-    "ones_like": lambda x: torch.ones_like(x),
-    "empty_like": lambda x: torch.empty_like(x),
-    "full_like": lambda x: torch.full_like(x, 3.0),
-    "rand_like": lambda x: torch.rand_like(x),
-    "randn_like": lambda x: torch.randn_like(x),
-    "Tensor.new_zeros": lambda x: x.new_zeros(x.shape),
-    "Tensor.new_ones": lambda x: x.new_ones(x.shape),
-    "Tensor.new_empty": lambda x: x.new_empty(x.shape),
-    "Tensor.new_full": lambda x: x.new_full(x.shape, 3.0),
-    "Tensor.new_tensor": lambda x: x.new_tensor([1.0, 2.0]),
+    "zeros_like": lambda x, **kw: torch.zeros_like(x, **kw),
+    "ones_like": lambda x, **kw: torch.ones_like(x, **kw),
+    "empty_like": lambda x, **kw: torch.empty_like(x, **kw),
+    "full_like": lambda x, **kw: torch.full_like(x, 3.0, **kw),
+    "rand_like": lambda x, **kw: torch.rand_like(x, **kw),
+    "randn_like": lambda x, **kw: torch.randn_like(x, **kw),
+    "Tensor.new_zeros": lambda x, **kw: x.new_zeros(x.shape, **kw),
+    "Tensor.new_ones": lambda x, **kw: x.new_ones(x.shape, **kw),
+    "Tensor.new_empty": lambda x, **kw: x.new_empty(x.shape, **kw),
+    "Tensor.new_full": lambda x, **kw: x.new_full(x.shape, 3.0, **kw),
+    "Tensor.new_tensor": lambda x, **kw: x.new_tensor([1.0, 2.0], **kw),
 }
+
+#: every creation form that takes ``requires_grad``: the factories, then the ``*_like`` / ``new_*`` ones
+REQUIRES_GRAD_FACTORIES = tuple(sorted(FACTORIES)) + tuple(sorted(LIKE_FACTORIES))
+
+
+def create_like(name: str, source: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Call the creation form ``name`` (of :data:`REQUIRES_GRAD_FACTORIES`) for a tensor of ``source``'s shape, dtype and device."""
+    if name in LIKE_FACTORIES:
+        return LIKE_FACTORIES[name](source, **kwargs)
+    return FACTORIES[name](tuple(source.shape), source.dtype, source.device, **kwargs)

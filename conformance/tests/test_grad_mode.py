@@ -10,6 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from conformance.assertions import assert_close, assert_equal, assert_grad_mode, assert_raises, assert_requires_grad, fail
+from conformance.factories import REQUIRES_GRAD_FACTORIES, create_like
 from conformance.graphs import graphs
 from conformance.modes import ENABLE_GRAD, INFERENCE_MODE, NO_GRAD, SET_GRAD_DISABLED
 from conformance.strategies import tensors
@@ -254,21 +255,12 @@ def test_grad_mode_is_thread_local(device, form):
 
 @pytest.mark.spec("GRADMODE-11")
 @pytest.mark.parametrize("form", sorted(NO_GRAD))
-@pytest.mark.parametrize(
-    "factory",
-    ["zeros", "ones", "empty", "rand", "randn", "tensor", "full"],
-)
-def test_factory_requires_grad_true_under_no_grad(device, form, factory):
-    make = {
-        "zeros": lambda: torch.zeros(2, device=device, requires_grad=True),
-        "ones": lambda: torch.ones(2, device=device, requires_grad=True),
-        "empty": lambda: torch.empty(2, device=device, requires_grad=True),
-        "rand": lambda: torch.rand(2, device=device, requires_grad=True),
-        "randn": lambda: torch.randn(2, device=device, requires_grad=True),
-        "tensor": lambda: torch.tensor([1.0, 2.0], device=device, requires_grad=True),
-        "full": lambda: torch.full((2,), 1.0, device=device, requires_grad=True),
-    }[factory]
-    assert_requires_grad(NO_GRAD[form](make), True, clause="GRADMODE-11", what=f"torch.{factory}(..., requires_grad=True) inside no_grad ({form})")
+@pytest.mark.parametrize("factory", REQUIRES_GRAD_FACTORIES)
+@given(data=st.data())
+def test_factory_requires_grad_true_under_no_grad(device, form, factory, data):
+    like = data.draw(tensors(dtype=st.sampled_from([torch.float32, torch.float64]), device=device, requires_grad=st.booleans()), label="tensor to make one like")
+    made = NO_GRAD[form](lambda: create_like(factory, like, requires_grad=True))
+    assert_requires_grad(made, True, clause="GRADMODE-11", what=f"{factory}(..., requires_grad=True) inside no_grad ({form})")
 
 
 @pytest.mark.spec("GRADMODE-12")

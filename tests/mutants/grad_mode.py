@@ -94,6 +94,16 @@ def _views_of_inference_tensors_are_normal(mp):
                 mp.setattr(owner, name, normal_view(getattr(owner, name)))
 
 
+def _full_like_drops_requires_grad_under_no_grad(mp):
+    original = torch.full_like
+
+    def full_like(*args, requires_grad=False, **kwargs):
+        made = original(*args, **kwargs)
+        return made.requires_grad_(requires_grad) if torch.is_grad_enabled() else made  # set only in grad mode
+
+    mp.setattr(torch, "full_like", full_like)
+
+
 MUTANTS = (
     Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2", "SAVED-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
     Mutant("no_grad_exit_keeps_grad_disabled", ("GRADMODE-5",), "leaving torch.no_grad() leaves grad mode disabled", _no_grad_exit_keeps_grad_disabled),
@@ -102,4 +112,5 @@ MUTANTS = (
     Mutant("inference_mode_does_nothing", ("GRADMODE-14", "SAVED-3"), "torch.inference_mode() neither disables grad nor creates inference tensors", _inference_mode_does_nothing),
     Mutant("neg_records_under_no_grad", ("GRADMODE-1", "GRADMODE-2"), "torch.neg records its result (grad_fn set) inside no_grad; the other ops do not", _neg_records_under_no_grad),
     Mutant("views_of_inference_tensors_are_normal", ("GRADMODE-14",), "inside inference_mode, a view of an inference tensor is a normal tensor (views of normal tensors behave)", _views_of_inference_tensors_are_normal),
+    Mutant("full_like_drops_requires_grad_under_no_grad", ("GRADMODE-11",), "torch.full_like(..., requires_grad=True) inside no_grad returns a tensor that does not require grad", _full_like_drops_requires_grad_under_no_grad),
 )
