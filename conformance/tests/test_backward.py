@@ -119,6 +119,16 @@ def test_backward_with_gradient_is_the_vector_jacobian_product(device, data):
             assert_close(leaf.grad, want, clause="BWD-6", what=f".grad of t{index} after y.backward(gradient=v) vs (y * v).sum()")
 
 
+def _give_existing_grads(leaves, data, device) -> list:
+    """Give a drawn subset of ``leaves`` an existing .grad (drawn values); return each leaf's .grad before the pass."""
+    before = []
+    for index, leaf in enumerate(leaves):
+        if data.draw(st.booleans(), label=f"t{index} starts with an existing .grad"):
+            leaf.grad = data.draw(tensors(dtype=leaf.dtype, shape=tuple(leaf.shape), device=device), label=f"existing t{index}.grad")
+        before.append(None if leaf.grad is None else leaf.grad.clone())
+    return before
+
+
 @pytest.mark.spec("BWD-7")
 @given(data=st.data())
 def test_inputs_restricts_which_leaves_get_gradients(device, data):
@@ -128,9 +138,16 @@ def test_inputs_restricts_which_leaves_get_gradients(device, data):
     n = len(graph.leaves)
     chosen = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=n - 1), label="leaves passed as inputs")
     expected = torch.autograd.grad(y, graph.leaves, retain_graph=True)
+    before = _give_existing_grads(graph.leaves, data, device)
     y.backward(inputs=[graph.leaves[i] for i in sorted(chosen)])
-    for index, leaf in enumerate(graph.leaves):
+    for index, (leaf, old) in enumerate(zip(graph.leaves, before)):
+        had = "None" if old is None else "an existing gradient"
         if index not in chosen:
-            assert_equal(leaf.grad, None, clause="BWD-7", what=f".grad of t{index}, which reaches the output but is not in inputs={sorted(chosen)}")
+            what = f".grad of t{index} (it was {had}), which reaches the output but is not in inputs={sorted(chosen)}, should be left unchanged"
+            if old is None:
+                assert_equal(leaf.grad, None, clause="BWD-7", what=what)
+            else:
+                assert_close(leaf.grad, old, clause="BWD-7", what=what, rtol=0, atol=0)
         else:
-            assert_close(leaf.grad, expected[index], clause="BWD-7", what=f".grad of t{index}, in inputs={sorted(chosen)}")
+            want = expected[index] if old is None else old + expected[index]
+            assert_close(leaf.grad, want, clause="BWD-7", what=f".grad of t{index} (it was {had}), in inputs={sorted(chosen)}: accumulated")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from conformance.graphs import recorded_leaves
 from tests.mutants.base import Mutant
 
 
@@ -25,7 +26,48 @@ def _backward_ignores_inputs(mp):
     mp.setattr(torch.Tensor, "backward", backward)
 
 
+def _as_list(tensors) -> list[torch.Tensor]:
+    return [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
+
+
+def _backward_inputs_overwrite_existing_grads(mp):
+    original = torch.autograd.backward
+
+    def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, grad_variables=None, inputs=None):
+        for tensor in _as_list(inputs or ()):
+            tensor.grad = None  # the listed inputs' gradients replace what they held
+        return original(tensors, grad_tensors, retain_graph, create_graph, grad_variables, inputs=inputs)
+
+    mp.setattr(torch.autograd, "backward", backward)
+
+
+def _backward_inputs_zero_the_other_grads(mp):
+    original = torch.autograd.backward
+
+    def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, grad_variables=None, inputs=None):
+        listed = _as_list(inputs or ())
+        if listed:
+            for leaf in (leaf for root in _as_list(tensors) for leaf in recorded_leaves(root)):
+                if leaf.grad is not None and not any(leaf is t for t in listed):
+                    leaf.grad.zero_()  # as if the unlisted leaves had been given a zero gradient
+        return original(tensors, grad_tensors, retain_graph, create_graph, grad_variables, inputs=inputs)
+
+    mp.setattr(torch.autograd, "backward", backward)
+
+
 MUTANTS = (
     Mutant("backward_always_retains_graph", ("BWD-1", "SAVED-5"), "Tensor.backward() never frees the graph", _backward_always_retains_graph),
     Mutant("backward_ignores_inputs", ("BWD-7",), "Tensor.backward(inputs=...) fills every leaf's .grad", _backward_ignores_inputs),
+    Mutant(
+        "backward_inputs_overwrite_existing_grads",
+        ("BWD-7",),
+        "backward(inputs=[...]) replaces the listed tensors' existing .grad instead of accumulating into it",
+        _backward_inputs_overwrite_existing_grads,
+    ),
+    Mutant(
+        "backward_inputs_zero_the_other_grads",
+        ("BWD-7",),
+        "backward(inputs=[...]) zeroes the existing .grad of the leaves it was not given",
+        _backward_inputs_zero_the_other_grads,
+    ),
 )
