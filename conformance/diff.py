@@ -202,7 +202,7 @@ def context_notes(diff: ReportDiff) -> list[str]:
     undocumented = [c for c in diff.regressions if c.remark]
     if undocumented:
         by_basis = ", ".join(
-            f"{plural(sum(c.basis == basis for c in undocumented), basis)}"
+            f"{sum(c.basis == basis for c in undocumented)} {basis}"
             for basis in dict.fromkeys(c.basis for c in undocumented)
         )
         notes.append(
