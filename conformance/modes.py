@@ -12,7 +12,7 @@ from typing import Callable, Dict, TypeVar
 
 import torch
 
-__all__ = ["ENABLE_GRAD", "INFERENCE_MODE", "NO_GRAD", "SET_GRAD_DISABLED", "Runner"]
+__all__ = ["ENABLE_GRAD", "INFERENCE_MODE", "NO_GRAD", "NO_GRAD_DECORATORS", "SET_GRAD_DISABLED", "Runner"]
 
 R = TypeVar("R")
 Runner = Callable[[Callable[[], R]], R]
@@ -36,6 +36,12 @@ def _as_decorator(make: Callable[[], Callable]) -> Runner:
 NO_GRAD: Dict[str, Runner] = {
     "context manager": _as_context(lambda: torch.no_grad()),
     "decorator": _as_decorator(lambda: torch.no_grad()),
+}
+
+#: the documented spellings of no_grad as a decorator: name -> make() returning the decorator
+#: (for what a runner cannot express, such as decorating a generator function)
+NO_GRAD_DECORATORS: Dict[str, Callable[[], Callable]] = {
+    "@torch.no_grad()": lambda: torch.no_grad(),
 }
 
 ENABLE_GRAD: Dict[str, Runner] = {

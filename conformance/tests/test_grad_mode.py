@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from conformance.assertions import assert_close, assert_equal, assert_grad_mode, assert_raises, assert_requires_grad, fail
 from conformance.factories import REQUIRES_GRAD_FACTORIES, create_like
 from conformance.graphs import graphs
-from conformance.modes import ENABLE_GRAD, INFERENCE_MODE, NO_GRAD, SET_GRAD_DISABLED
+from conformance.modes import ENABLE_GRAD, INFERENCE_MODE, NO_GRAD, NO_GRAD_DECORATORS, SET_GRAD_DISABLED
 from conformance.strategies import tensors
 
 
@@ -90,21 +90,35 @@ def test_view_under_no_grad_shares_requires_grad(device, form, data):
 # ----------------------------------------------------------------------------- GRADMODE-4, -5
 
 
+@st.composite
+def _caller_modes(draw) -> list[bool]:
+    """The caller's grad mode at each resumption of a generator: changing at least once."""
+    modes = draw(st.lists(st.booleans(), min_size=2, max_size=5), label="caller grad mode at each resumption")
+    changed = draw(st.integers(1, len(modes) - 1), label="a resumption where the caller changed mode")
+    modes[changed] = not modes[changed - 1]
+    return modes
+
+
 @pytest.mark.spec("GRADMODE-4")
-@pytest.mark.parametrize("caller_grad_mode", [True, False])
-def test_no_grad_decorated_generator(caller_grad_mode):
+@pytest.mark.parametrize("decorator", sorted(NO_GRAD_DECORATORS))
+@given(caller_modes=_caller_modes())
+def test_no_grad_decorated_generator(decorator, caller_modes):
     observed = []
 
-    @torch.no_grad()
+    @NO_GRAD_DECORATORS[decorator]()
     def generator():
-        for _ in range(3):
+        while True:
             observed.append(torch.is_grad_enabled())
             yield
 
-    with torch.set_grad_enabled(caller_grad_mode):
-        for _ in generator():
-            assert_grad_mode(caller_grad_mode, clause="GRADMODE-4", where="between resumptions of a @torch.no_grad() generator")
-    assert_equal(observed, [False] * 3, clause="GRADMODE-4", what="grad mode seen inside the generator body at each resumption")
+    resumptions = generator()
+    for index, mode in enumerate(caller_modes):
+        with torch.set_grad_enabled(mode):
+            next(resumptions)
+            where = f"after resumption {index} of a {decorator} generator by a caller in grad modes {caller_modes}"
+            assert_grad_mode(mode, clause="GRADMODE-4", where=where)
+    resumptions.close()
+    assert_equal(observed, [False] * len(caller_modes), clause="GRADMODE-4", what=f"grad mode seen inside the {decorator} generator body at each resumption")
 
 
 @pytest.mark.spec("GRADMODE-5")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.utils._contextlib
 
 from tests.mutants.base import Mutant
 from tests.patching import patch_everywhere
@@ -104,6 +107,29 @@ def _full_like_drops_requires_grad_under_no_grad(mp):
     mp.setattr(torch, "full_like", full_like)
 
 
+def _generator_restores_first_callers_mode(mp):
+    def _wrap_generator(ctx_factory, func):
+        @functools.wraps(func)
+        def generator_context(*args, **kwargs):
+            gen = func(*args, **kwargs)
+            callers_mode = torch.is_grad_enabled()  # remembered once, at the first resumption
+            with ctx_factory():
+                response = gen.send(None)
+            while True:
+                request = yield response
+                try:
+                    with ctx_factory():
+                        response = gen.send(request)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    torch._C._set_grad_enabled(callers_mode)
+
+        return generator_context
+
+    mp.setattr(torch.utils._contextlib, "_wrap_generator", _wrap_generator)
+
+
 MUTANTS = (
     Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2", "SAVED-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
     Mutant("no_grad_exit_keeps_grad_disabled", ("GRADMODE-5",), "leaving torch.no_grad() leaves grad mode disabled", _no_grad_exit_keeps_grad_disabled),
@@ -113,4 +139,5 @@ MUTANTS = (
     Mutant("neg_records_under_no_grad", ("GRADMODE-1", "GRADMODE-2"), "torch.neg records its result (grad_fn set) inside no_grad; the other ops do not", _neg_records_under_no_grad),
     Mutant("views_of_inference_tensors_are_normal", ("GRADMODE-14",), "inside inference_mode, a view of an inference tensor is a normal tensor (views of normal tensors behave)", _views_of_inference_tensors_are_normal),
     Mutant("full_like_drops_requires_grad_under_no_grad", ("GRADMODE-11",), "torch.full_like(..., requires_grad=True) inside no_grad returns a tensor that does not require grad", _full_like_drops_requires_grad_under_no_grad),
+    Mutant("generator_restores_first_callers_mode", ("GRADMODE-4",), "a generator decorated with a grad mode hands back, after each resumption, the grad mode its caller had at the first one", _generator_restores_first_callers_mode),
 )
