@@ -14,7 +14,7 @@ from conformance.assertions import assert_close, assert_equal, fail
 from conformance.graphs import Graph, graphs
 from conformance.networks import accumulation_seed_convnet, fill_drawn
 from conformance.ops import OPS
-from conformance.strategies import shapes, tensors, vacuous
+from conformance.strategies import REAL_DTYPES, dtypes, shapes, tensors, vacuous
 
 
 def _loss(graph: Graph) -> torch.Tensor:
@@ -195,8 +195,8 @@ def test_gradients_from_several_paths_add_up(device, data):
 # ----------------------------------------------------------------------------- ACCUM-4 .. -8
 
 
-def _batch(data, device):
-    images = data.draw(tensors(shape=st.tuples(st.integers(1, 4), st.just(3), st.just(6), st.just(6)), dtype=torch.float32, device=device), label="images")
+def _batch(data, device, dtype: torch.dtype = torch.float32):
+    images = data.draw(tensors(shape=st.tuples(st.integers(1, 4), st.just(3), st.just(6), st.just(6)), dtype=dtype, device=device), label="images")
     targets = data.draw(st.lists(st.integers(0, 4), min_size=images.shape[0], max_size=images.shape[0]), label="targets")
     return images, torch.tensor(targets, device=device)
 
@@ -232,15 +232,26 @@ def _zero(net, owner: str, kwargs: dict) -> None:
 )
 @given(data=st.data())
 def test_zero_grad_forms(device, name, owner, kwargs, expected, clause, data):
-    net = accumulation_seed_convnet(device)
-    images, targets = _batch(data, device)
+    dtype = data.draw(dtypes(REAL_DTYPES), label="network dtype")
+    net = accumulation_seed_convnet(device, dtype)
+    images, targets = _batch(data, device, dtype)
     _train_round(net, images, targets)
     _zero(net, owner, kwargs)
     for pname, param in net.named_parameters():
         if expected == "none":
             assert_equal(param.grad, None, clause=clause, what=f"{pname}.grad after {name}")
-        else:
-            assert_close(param.grad, torch.zeros_like(param), clause=clause, what=f"{pname}.grad after {name}", rtol=0, atol=0)
+            continue
+        grad = param.grad
+        if grad is None:
+            fail(clause, f"{pname}.grad after {name} should be a tensor of zeros, it is None")
+        # explicitly: assert_close compares values on the CPU, so it would not see a gradient on another device
+        assert_equal(
+            (tuple(grad.shape), grad.dtype, grad.device),
+            (tuple(param.shape), param.dtype, param.device),
+            clause=clause,
+            what=f"(shape, dtype, device) of {pname}.grad after {name}",
+        )
+        assert_close(grad, torch.zeros_like(param), clause=clause, what=f"{pname}.grad after {name}", rtol=0, atol=0)
 
 
 @pytest.mark.spec("ACCUM-8")

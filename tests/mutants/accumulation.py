@@ -68,6 +68,21 @@ def _equal_fresh_grads_share_one_buffer(mp):
     mp.setattr(torch.autograd, "backward", backward)
 
 
+def _zero_grad_keeping_tensors_makes_default_zeros(mp):
+    for owner in (torch.optim.Optimizer, torch.nn.Module):
+        original = owner.zero_grad
+
+        def zero_grad(self, set_to_none=True, _original=original):
+            _original(self, set_to_none=set_to_none)
+            if not set_to_none:
+                params = self.parameters() if isinstance(self, torch.nn.Module) else (p for group in self.param_groups for p in group["params"])
+                for param in params:
+                    if param.grad is not None:
+                        param.grad.data = torch.zeros(param.shape)  # default dtype and device, not the parameter's
+
+        mp.setattr(owner, "zero_grad", zero_grad)
+
+
 MUTANTS = (
     Mutant("backward_overwrites_grad", ("ACCUM-2", "ACCUM-9"), "Tensor.backward() overwrites .grad instead of accumulating", _backward_overwrites_grad),
     Mutant("zero_grad_default_keeps_zeros", ("ACCUM-6",), "zero_grad() defaults to set_to_none=False (the pre-2.0 default)", _zero_grad_default_keeps_zeros),
@@ -85,5 +100,12 @@ MUTANTS = (
         "the first backward stores one tensor as the .grad of every leaf (of at least one dimension) that receives "
         "an equal gradient, e.g. both operands of `a + b`, so later passes add into both at once",
         _equal_fresh_grads_share_one_buffer,
+    ),
+    Mutant(
+        "zero_grad_keeping_tensors_makes_default_zeros",
+        ("ACCUM-5",),
+        "zero_grad(set_to_none=False) replaces each .grad by torch.zeros(shape): the default dtype (float32) and "
+        "device instead of the parameter's",
+        _zero_grad_keeping_tensors_makes_default_zeros,
     ),
 )
