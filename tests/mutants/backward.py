@@ -55,6 +55,15 @@ def _backward_inputs_zero_the_other_grads(mp):
     mp.setattr(torch.autograd, "backward", backward)
 
 
+def _backward_method_ignores_retain_graph(mp):
+    original = torch.Tensor.backward
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        return original(self, gradient, create_graph, create_graph, inputs)  # retain_graph= dropped: its default
+
+    mp.setattr(torch.Tensor, "backward", backward)
+
+
 MUTANTS = (
     Mutant("backward_always_retains_graph", ("BWD-1", "SAVED-5"), "Tensor.backward() never frees the graph", _backward_always_retains_graph),
     Mutant("backward_ignores_inputs", ("BWD-7",), "Tensor.backward(inputs=...) fills every leaf's .grad", _backward_ignores_inputs),
@@ -69,5 +78,11 @@ MUTANTS = (
         ("BWD-7",),
         "backward(inputs=[...]) zeroes the existing .grad of the leaves it was not given",
         _backward_inputs_zero_the_other_grads,
+    ),
+    Mutant(
+        "backward_method_ignores_retain_graph",
+        ("BWD-2",),
+        "Tensor.backward(retain_graph=True) frees the graph anyway (the functional forms still keep it)",
+        _backward_method_ignores_retain_graph,
     ),
 )
