@@ -152,3 +152,16 @@ def saved_tensor_modified(forward, write) -> bool:
 
 
 __all__ += ["SAVES_INPUT", "SAVES_OUTPUT", "saved_tensor_modified"]
+
+#: graphs that save nothing for backward (sums, additions of tensors, views of the operand):
+#: source -> operation; a second backward through them needs no retain_graph (BWD-4)
+SAVES_NOTHING = {
+    "t.sum()": lambda t: t.sum(),
+    "(t + t).sum()": lambda t: (t + t).sum(),
+    "torch.add(t, t).sum()": lambda t: torch.add(t, t).sum(),
+    "t.view(-1).sum()": lambda t: t.view(-1).sum(),
+    "t.expand(2, *t.shape).sum()": lambda t: t.expand(2, *t.shape).sum(),
+    "t.t().sum()": lambda t: t.t().sum(),
+}
+
+__all__ += ["SAVES_NOTHING"]
