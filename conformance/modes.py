@@ -4,6 +4,13 @@
 on; tests are parametrized over a table's keys so each documented form is
 checked.  torch's API is looked up when a runner is called, never bound at
 import, so the torch under test is the one that runs.
+
+Besides the context manager and the decorator, the tables hold the forms real
+regressions broke while the others worked: the decorator without parentheses
+(torch >= 2.1), a decorated function that calls itself (the decorator must
+enter a fresh context per call: pytorch/pytorch#44531), ``set_grad_enabled``
+as a decorator (decorating must not change the mode: pytorch/pytorch#113298)
+and ``inference_mode(False)`` as a decorator (pytorch/pytorch#74094).
 """
 
 from __future__ import annotations
@@ -12,10 +19,22 @@ from typing import Callable, Dict, TypeVar
 
 import torch
 
-__all__ = ["ENABLE_GRAD", "INFERENCE_MODE", "NO_GRAD", "NO_GRAD_DECORATORS", "SET_GRAD_DISABLED", "Runner"]
+__all__ = [
+    "BARE_DECORATORS",
+    "ENABLE_GRAD",
+    "INFERENCE_MODE",
+    "INFERENCE_MODE_OFF",
+    "NO_GRAD",
+    "NO_GRAD_DECORATORS",
+    "SET_GRAD_DISABLED",
+    "Runner",
+]
 
 R = TypeVar("R")
 Runner = Callable[[Callable[[], R]], R]
+
+#: ``@torch.no_grad`` (and ``enable_grad``, ``inference_mode``) without parentheses exists from torch 2.1 on
+BARE_DECORATORS = torch.torch_version.TorchVersion(torch.__version__) >= (2, 1)
 
 
 def _as_context(make: Callable[[], object]) -> Runner:
@@ -33,25 +52,57 @@ def _as_decorator(make: Callable[[], Callable]) -> Runner:
     return run
 
 
-NO_GRAD: Dict[str, Runner] = {
-    "context manager": _as_context(lambda: torch.no_grad()),
-    "decorator": _as_decorator(lambda: torch.no_grad()),
-}
+def _as_bare_decorator(mode: Callable[[], Callable]) -> Runner:
+    """``@torch.no_grad`` without parentheses: ``mode()`` is the class itself, applied to the function."""
+
+    def run(fn):
+        return mode()(fn)()
+
+    return run
+
+
+def _as_recursive_decorator(make: Callable[[], Callable]) -> Runner:
+    """A decorated function that calls itself once and runs ``fn`` in the inner call: each call must enter and leave its own context."""
+
+    def run(fn):
+        @make()
+        def nested(depth: int):
+            return fn() if depth == 0 else nested(depth - 1)
+
+        return nested(1)
+
+    return run
+
+
+def _forms(make: Callable[[], object], bare: Callable[[], Callable]) -> Dict[str, Runner]:
+    forms = {
+        "context manager": _as_context(make),
+        "decorator": _as_decorator(make),
+        "decorator, called recursively": _as_recursive_decorator(make),
+    }
+    if BARE_DECORATORS:
+        forms["decorator without parentheses"] = _as_bare_decorator(bare)
+    return forms
+
+
+NO_GRAD: Dict[str, Runner] = _forms(lambda: torch.no_grad(), lambda: torch.no_grad)
 
 #: the documented spellings of no_grad as a decorator: name -> make() returning the decorator
 #: (for what a runner cannot express, such as decorating a generator function)
-NO_GRAD_DECORATORS: Dict[str, Callable[[], Callable]] = {
-    "@torch.no_grad()": lambda: torch.no_grad(),
-}
+NO_GRAD_DECORATORS: Dict[str, Callable[[], Callable]] = {"@torch.no_grad()": lambda: torch.no_grad()}
+if BARE_DECORATORS:
+    NO_GRAD_DECORATORS["@torch.no_grad"] = lambda: torch.no_grad
 
-ENABLE_GRAD: Dict[str, Runner] = {
-    "context manager": _as_context(lambda: torch.enable_grad()),
-    "decorator": _as_decorator(lambda: torch.enable_grad()),
-}
+ENABLE_GRAD: Dict[str, Runner] = _forms(lambda: torch.enable_grad(), lambda: torch.enable_grad)
 
-INFERENCE_MODE: Dict[str, Runner] = {
-    "context manager": _as_context(lambda: torch.inference_mode()),
-    "decorator": _as_decorator(lambda: torch.inference_mode()),
+INFERENCE_MODE: Dict[str, Runner] = _forms(lambda: torch.inference_mode(), lambda: torch.inference_mode)
+
+#: inference mode switched off, ``mode`` given positionally or by keyword
+INFERENCE_MODE_OFF: Dict[str, Runner] = {
+    "with inference_mode(False)": _as_context(lambda: torch.inference_mode(False)),
+    "with inference_mode(mode=False)": _as_context(lambda: torch.inference_mode(mode=False)),
+    "@inference_mode(False)": _as_decorator(lambda: torch.inference_mode(False)),
+    "@inference_mode(mode=False)": _as_decorator(lambda: torch.inference_mode(mode=False)),
 }
 
 
@@ -66,5 +117,6 @@ def _set_grad_disabled_as_function(fn):
 
 SET_GRAD_DISABLED: Dict[str, Runner] = {
     "context manager": _as_context(lambda: torch.set_grad_enabled(False)),
+    "decorator": _as_decorator(lambda: torch.set_grad_enabled(False)),
     "function": _set_grad_disabled_as_function,
 }

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from conformance.assertions import assert_close, assert_equal, assert_grad_mode, assert_raises, assert_requires_grad, fail
 from conformance.factories import REQUIRES_GRAD_FACTORIES, create_like
 from conformance.graphs import graphs
-from conformance.modes import ENABLE_GRAD, INFERENCE_MODE, NO_GRAD, NO_GRAD_DECORATORS, SET_GRAD_DISABLED
+from conformance.modes import ENABLE_GRAD, INFERENCE_MODE, INFERENCE_MODE_OFF, NO_GRAD, NO_GRAD_DECORATORS, SET_GRAD_DISABLED
 from conformance.strategies import tensors
 
 
@@ -214,15 +214,17 @@ def test_set_grad_enabled_as_a_context_manager(device, mode, outer_mode, exit_by
     assert_requires_grad(results[0], mode, clause="GRADMODE-8", what=f"x * 2 inside set_grad_enabled({mode})")
 
 
+#: (mode name, its forms, grad mode inside it when entered from grad mode)
+_GRAD_OFF_AND_ON = [("no_grad", NO_GRAD, False), ("set_grad_enabled(False)", SET_GRAD_DISABLED, False), ("inference_mode", INFERENCE_MODE, False), ("inference_mode(False)", INFERENCE_MODE_OFF, True), ("enable_grad", ENABLE_GRAD, True)]
+
+
 @pytest.mark.spec("GRADMODE-9")
 def test_is_grad_enabled_reports_the_current_mode():
     assert_grad_mode(True, clause="GRADMODE-9", where="by default")
-    for form, run in NO_GRAD.items():
-        run(lambda: assert_grad_mode(False, clause="GRADMODE-9", where=f"inside no_grad ({form})"))
-    for form, run in SET_GRAD_DISABLED.items():
-        run(lambda: assert_grad_mode(False, clause="GRADMODE-9", where=f"inside set_grad_enabled(False) ({form})"))
-    for form, run in INFERENCE_MODE.items():
-        run(lambda: assert_grad_mode(False, clause="GRADMODE-9", where=f"inside inference_mode ({form})"))
+    for name, forms, inside in _GRAD_OFF_AND_ON:
+        for form, run in forms.items():
+            run(lambda: assert_grad_mode(inside, clause="GRADMODE-9", where=f"inside {name} ({form})"))
+            assert_grad_mode(True, clause="GRADMODE-9", where=f"by default, once {name} ({form}) was left")
     for form, run in ENABLE_GRAD.items():
         NO_GRAD["context manager"](
             lambda: run(lambda: assert_grad_mode(True, clause="GRADMODE-9", where=f"inside enable_grad ({form}) within no_grad"))
@@ -372,19 +374,20 @@ def test_inference_tensors_are_immutable_outside_inference_mode(device, update):
 
 
 @pytest.mark.spec("GRADMODE-17")
-@pytest.mark.parametrize("spelling", ["inference_mode(False)", "inference_mode(mode=False)"])
+@pytest.mark.parametrize("form", sorted(INFERENCE_MODE_OFF))
 @given(data=st.data())
-def test_inference_mode_false_keeps_autograd_on(device, spelling, data):
+def test_inference_mode_false_keeps_autograd_on(device, form, data):
     graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
-    make = (lambda: torch.inference_mode(False)) if spelling == "inference_mode(False)" else (lambda: torch.inference_mode(mode=False))
-    with make():
-        assert_equal(torch.is_inference_mode_enabled(), False, clause="GRADMODE-17", what=f"torch.is_inference_mode_enabled() inside {spelling}")
-        assert_grad_mode(True, clause="GRADMODE-17", where=f"inside {spelling}")
-        steps = list(graph.trace())
-    for step in steps:
-        assert_equal(step.output.is_inference(), False, clause="GRADMODE-17", what=f"is_inference() of `{step.source}` inside {spelling}")
+
+    def body():
+        assert_equal(torch.is_inference_mode_enabled(), False, clause="GRADMODE-17", what=f"torch.is_inference_mode_enabled() inside {form}")
+        assert_grad_mode(True, clause="GRADMODE-17", where=f"inside {form}")
+        return list(graph.trace())
+
+    for step in INFERENCE_MODE_OFF[form](body):
+        assert_equal(step.output.is_inference(), False, clause="GRADMODE-17", what=f"is_inference() of `{step.source}` inside {form}")
         if not _is_alias(step) and step.output.grad_fn is None:
-            fail("GRADMODE-17", f"`{step.source}` inside {spelling} was not recorded")
+            fail("GRADMODE-17", f"`{step.source}` inside {form} was not recorded")
 
 
 @pytest.mark.spec("GRADMODE-18")

@@ -130,6 +130,34 @@ def _generator_restores_first_callers_mode(mp):
     mp.setattr(torch.utils._contextlib, "_wrap_generator", _wrap_generator)
 
 
+def _decorator_context_shared_between_calls(mp):
+    mp.setattr(torch.utils._contextlib._DecoratorContextManager, "clone", lambda self: self)  # every call enters the one instance
+
+
+def _set_grad_enabled_decorator_changes_mode(mp):
+    class SetGradEnabled(_grad_mode.set_grad_enabled):
+        def __call__(self, orig_func):  # no longer undoes what __init__ set
+            return torch.utils._contextlib._DecoratorContextManager.__call__(self, orig_func)
+
+    patch_everywhere(mp, "set_grad_enabled", SetGradEnabled)
+
+
+def _inference_mode_decorator_ignores_mode(mp):
+    class InferenceMode(_grad_mode.inference_mode):
+        def clone(self):
+            return self.__class__()  # the decorated function runs with the default mode=True
+
+    patch_everywhere(mp, "inference_mode", InferenceMode)
+
+
+def _bare_no_grad_decorator_does_nothing(mp):
+    class NoGrad(_grad_mode.no_grad):
+        def __new__(cls, orig_func=None):
+            return super().__new__(cls) if orig_func is None else orig_func
+
+    patch_everywhere(mp, "no_grad", NoGrad)
+
+
 MUTANTS = (
     Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2", "SAVED-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
     Mutant("no_grad_exit_keeps_grad_disabled", ("GRADMODE-5",), "leaving torch.no_grad() leaves grad mode disabled", _no_grad_exit_keeps_grad_disabled),
@@ -140,4 +168,26 @@ MUTANTS = (
     Mutant("views_of_inference_tensors_are_normal", ("GRADMODE-14",), "inside inference_mode, a view of an inference tensor is a normal tensor (views of normal tensors behave)", _views_of_inference_tensors_are_normal),
     Mutant("full_like_drops_requires_grad_under_no_grad", ("GRADMODE-11",), "torch.full_like(..., requires_grad=True) inside no_grad returns a tensor that does not require grad", _full_like_drops_requires_grad_under_no_grad),
     Mutant("generator_restores_first_callers_mode", ("GRADMODE-4",), "a generator decorated with a grad mode hands back, after each resumption, the grad mode its caller had at the first one", _generator_restores_first_callers_mode),
+    Mutant(
+        "decorator_context_shared_between_calls",
+        ("GRADMODE-5", "GRADMODE-6"),
+        "@torch.no_grad() / @torch.enable_grad() enter one context object for every call: a recursive call overwrites the saved mode (torch 1.6)",
+        _decorator_context_shared_between_calls,
+        regression="https://github.com/pytorch/pytorch/issues/44531",
+    ),
+    Mutant(
+        "set_grad_enabled_decorator_changes_mode",
+        ("GRADMODE-9",),
+        "decorating a function with @torch.set_grad_enabled(False) disables grad mode for the code after it (torch <= 2.1)",
+        _set_grad_enabled_decorator_changes_mode,
+        regression="https://github.com/pytorch/pytorch/issues/113298",
+    ),
+    Mutant(
+        "inference_mode_decorator_ignores_mode",
+        ("GRADMODE-17",),
+        "@torch.inference_mode(False) as a decorator turns inference mode on; the context manager works (torch 1.10-1.11)",
+        _inference_mode_decorator_ignores_mode,
+        regression="https://github.com/pytorch/pytorch/issues/74094",
+    ),
+    Mutant("bare_no_grad_decorator_does_nothing", ("GRADMODE-1", "GRADMODE-2"), "@torch.no_grad without parentheses returns the function undecorated; @torch.no_grad() works", _bare_no_grad_decorator_does_nothing),
 )
