@@ -158,6 +158,112 @@ def _bare_no_grad_decorator_does_nothing(mp):
     patch_everywhere(mp, "no_grad", NoGrad)
 
 
+def _transpose_under_no_grad_drops_requires_grad(mp):
+    original = torch.Tensor.transpose
+
+    def transpose(self, *args, **kwargs):
+        return original(self if torch.is_grad_enabled() else self.detach(), *args, **kwargs)
+
+    mp.setattr(torch.Tensor, "transpose", transpose)
+
+
+def _set_grad_enabled_context_not_restored_on_exception(mp):
+    class SetGradEnabled(_grad_mode.set_grad_enabled):
+        def __exit__(self, exc_type, exc_value, traceback):
+            if exc_type is None:  # restored on a normal exit only
+                torch._C._set_grad_enabled(self.prev)
+
+    patch_everywhere(mp, "set_grad_enabled", SetGradEnabled)
+
+
+def _grad_mode_reported_process_wide(mp):
+    last_set = {}
+    original_set, original_is = torch._C._set_grad_enabled, torch.is_grad_enabled
+
+    def set_grad_enabled(mode):
+        last_set["mode"] = bool(mode)
+        original_set(mode)
+
+    def is_grad_enabled():
+        return original_is() and last_set.get("mode", True)  # the last mode any thread set
+
+    mp.setattr(torch._C, "_set_grad_enabled", set_grad_enabled)
+    mp.setattr(torch, "is_grad_enabled", is_grad_enabled)
+
+
+class _ResultsRequireGrad(torch.overrides.TorchFunctionMode):
+    """Under no_grad, a floating-point result computed from a tensor that requires grad is made a leaf requiring grad."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        inputs = [a for a in (*args, *(kwargs or {}).values()) if isinstance(a, torch.Tensor)]
+        if (
+            isinstance(result, torch.Tensor)
+            and not torch.is_grad_enabled()
+            and result.is_leaf
+            and result.dtype.is_floating_point
+            and any(t.requires_grad for t in inputs)
+        ):
+            result.requires_grad_(True)
+        return result
+
+
+def _no_grad_results_are_leaves_requiring_grad(mp):
+    class NoGrad(_grad_mode.no_grad):
+        def __enter__(self):
+            super().__enter__()
+            self._results_require_grad = _ResultsRequireGrad()
+            self._results_require_grad.__enter__()
+
+        def __exit__(self, *exc):
+            self._results_require_grad.__exit__(*exc)
+            super().__exit__(*exc)
+
+    patch_everywhere(mp, "no_grad", NoGrad)
+
+
+def _isub_under_no_grad_makes_a_new_tensor(mp):
+    original = torch.Tensor.__isub__
+
+    def isub(self, other):
+        return self - other if not torch.is_grad_enabled() else original(self, other)
+
+    mp.setattr(torch.Tensor, "__isub__", isub)
+
+
+def _mul_saves_inference_tensors_silently(mp):
+    original = torch.mul
+
+    def mul(*args, **kwargs):
+        if not torch.is_inference_mode_enabled():
+            args = tuple(a.clone() if isinstance(a, torch.Tensor) and a.is_inference() else a for a in args)
+        return original(*args, **kwargs)
+
+    mp.setattr(torch, "mul", mul)
+
+
+def _add__updates_inference_tensors_outside_inference_mode(mp):
+    original = torch.Tensor.add_
+
+    def add_(self, *args, **kwargs):
+        if self.is_inference() and not torch.is_inference_mode_enabled():
+            with torch.inference_mode():
+                return original(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
+
+    mp.setattr(torch.Tensor, "add_", add_)
+
+
+def _inference_mode_exception_exit_leaves_grad_disabled(mp):
+    class InferenceMode(_grad_mode.inference_mode):
+        def __exit__(self, exc_type, exc_value, traceback):
+            super().__exit__(exc_type, exc_value, traceback)
+            if exc_type is not None:
+                torch._C._set_grad_enabled(False)
+
+    patch_everywhere(mp, "inference_mode", InferenceMode)
+
+
 MUTANTS = (
     Mutant("no_grad_does_nothing", ("GRADMODE-1", "GRADMODE-2", "SAVED-2"), "torch.no_grad() neither disables grad mode nor restores it", _no_grad_does_nothing),
     Mutant("no_grad_exit_keeps_grad_disabled", ("GRADMODE-5",), "leaving torch.no_grad() leaves grad mode disabled", _no_grad_exit_keeps_grad_disabled),
@@ -190,4 +296,12 @@ MUTANTS = (
         regression="https://github.com/pytorch/pytorch/issues/74094",
     ),
     Mutant("bare_no_grad_decorator_does_nothing", ("GRADMODE-1", "GRADMODE-2"), "@torch.no_grad without parentheses returns the function undecorated; @torch.no_grad() works", _bare_no_grad_decorator_does_nothing),
+    Mutant("transpose_under_no_grad_drops_requires_grad", ("GRADMODE-3",), "Tensor.transpose inside no_grad returns a view that does not require grad", _transpose_under_no_grad_drops_requires_grad),
+    Mutant("set_grad_enabled_context_not_restored_on_exception", ("GRADMODE-8",), "leaving `with torch.set_grad_enabled(mode):` by an exception keeps `mode`", _set_grad_enabled_context_not_restored_on_exception),
+    Mutant("grad_mode_reported_process_wide", ("GRADMODE-10",), "torch.is_grad_enabled() reports the mode last set by any thread", _grad_mode_reported_process_wide),
+    Mutant("no_grad_results_are_leaves_requiring_grad", ("GRADMODE-2", "GRADMODE-12"), "inside no_grad, a result computed from a tensor that requires grad is a leaf that requires grad", _no_grad_results_are_leaves_requiring_grad),
+    Mutant("isub_under_no_grad_makes_a_new_tensor", ("GRADMODE-13",), "`param -= update` inside no_grad binds param to a new tensor instead of updating it in place", _isub_under_no_grad_makes_a_new_tensor),
+    Mutant("mul_saves_inference_tensors_silently", ("GRADMODE-15",), "torch.mul outside inference mode copies an inference operand instead of raising", _mul_saves_inference_tensors_silently),
+    Mutant("add__updates_inference_tensors_outside_inference_mode", ("GRADMODE-16",), "Tensor.add_ updates an inference tensor outside inference mode", _add__updates_inference_tensors_outside_inference_mode),
+    Mutant("inference_mode_exception_exit_leaves_grad_disabled", ("GRADMODE-18",), "leaving torch.inference_mode() by an exception leaves grad mode disabled", _inference_mode_exception_exit_leaves_grad_disabled),
 )
