@@ -193,3 +193,19 @@ def accumulation_seed_convnet(device, dtype: torch.dtype = torch.float32) -> nn.
 
 
 __all__ += ["accumulation_seed_convnet"]
+
+
+def freezing_seed_two_conv_network(device, dtype: torch.dtype = torch.float32) -> nn.Sequential:
+    """The two-convolution network the seed ``000_11918659c5b97dba.txt`` freezes (REQGRAD-7):
+    ``Conv2d(3, 4, 3) -> Conv2d(4, 5, 3)`` (the seed's 16 and 32 channels scaled down),
+    for inputs of shape ``(N, 3, H, W)`` with ``H, W >= 5``.
+
+    Parameter values come from a forked RNG (the global RNG is left as it was).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, 1), nn.Conv2d(4, 5, 3, 1))
+    return net.to(device=device, dtype=dtype)
+
+
+__all__ += ["freezing_seed_two_conv_network"]

@@ -13,6 +13,7 @@ from conformance.assertions import assert_equal, assert_raises, assert_requires_
 from conformance.factories import DEFAULT_ONLY_FACTORIES, FACTORIES, LIKE_FACTORIES
 from conformance.forms import FREEZE_MODULE
 from conformance.graphs import GRAPH_DTYPES, graphs
+from conformance.networks import freezing_seed_two_conv_network
 from conformance.ops import all_forms
 from conformance.strategies import (
     DIFFERENTIABLE_DTYPES,
@@ -147,16 +148,11 @@ def test_output_requires_grad_iff_an_input_does_over_random_graphs(device, data)
 # ----------------------------------------------------------------------------- REQGRAD-7
 
 
-def _seed_network(device):
-    """The seed's two-convolution network, scaled down."""
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 1), torch.nn.Conv2d(4, 5, 3, 1)).to(device)
-
-
 @pytest.mark.spec("REQGRAD-7")
 @pytest.mark.parametrize("freeze", sorted(FREEZE_MODULE))
 @given(data=st.data())
 def test_frozen_module_output_does_not_require_grad(device, freeze, data):
-    net = _seed_network(device)
+    net = freezing_seed_two_conv_network(device)
     FREEZE_MODULE[freeze](net)
     batch = data.draw(tensors(shape=st.tuples(st.integers(1, 3), st.just(3), st.integers(5, 7), st.integers(5, 7)), dtype=torch.float32, device=device), label="input batch")
     assert_requires_grad(net(batch), False, clause="REQGRAD-7", what=f"output of a network frozen via {freeze}, input not requiring grad")
