@@ -64,6 +64,53 @@ def _backward_method_ignores_retain_graph(mp):
     mp.setattr(torch.Tensor, "backward", backward)
 
 
+def _grad_create_graph_frees_the_graph(mp):
+    original = torch.autograd.grad
+
+    def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, *args, **kwargs):
+        if retain_graph is None:
+            retain_graph = False  # no longer defaults to create_graph
+        return original(outputs, inputs, grad_outputs, retain_graph, create_graph, *args, **kwargs)
+
+    mp.setattr(torch.autograd, "grad", grad)
+
+
+def _backward_marks_every_graph_consumed(mp):
+    original = torch.Tensor.backward
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        if self.__dict__.get("_graph_consumed"):
+            raise RuntimeError("Trying to backward through the graph a second time; specify retain_graph=True")
+        result = original(self, gradient, retain_graph, create_graph, inputs)
+        if not (retain_graph or create_graph):
+            self._graph_consumed = True  # even when the graph saved nothing
+        return result
+
+    mp.setattr(torch.Tensor, "backward", backward)
+
+
+def _non_scalar_backward_seeds_ones(mp):
+    original = torch.Tensor.backward
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        if gradient is None and self.numel() > 1:
+            gradient = torch.ones_like(self)  # as if the output had been summed
+        return original(self, gradient, retain_graph, create_graph, inputs)
+
+    mp.setattr(torch.Tensor, "backward", backward)
+
+
+def _backward_gradient_argument_ignored(mp):
+    original = torch.Tensor.backward
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        if gradient is not None:
+            gradient = torch.ones_like(gradient)
+        return original(self, gradient, retain_graph, create_graph, inputs)
+
+    mp.setattr(torch.Tensor, "backward", backward)
+
+
 MUTANTS = (
     Mutant("backward_always_retains_graph", ("BWD-1", "SAVED-5"), "Tensor.backward() never frees the graph", _backward_always_retains_graph),
     Mutant("backward_ignores_inputs", ("BWD-7",), "Tensor.backward(inputs=...) fills every leaf's .grad", _backward_ignores_inputs),
@@ -85,4 +132,8 @@ MUTANTS = (
         "Tensor.backward(retain_graph=True) frees the graph anyway (the functional forms still keep it)",
         _backward_method_ignores_retain_graph,
     ),
+    Mutant("grad_create_graph_frees_the_graph", ("BWD-3",), "torch.autograd.grad(create_graph=True) without retain_graph frees the graph (retain_graph no longer defaults to create_graph)", _grad_create_graph_frees_the_graph),
+    Mutant("backward_marks_every_graph_consumed", ("BWD-4",), "a second Tensor.backward() through a graph raises even when the graph saved no tensors", _backward_marks_every_graph_consumed),
+    Mutant("non_scalar_backward_seeds_ones", ("BWD-5",), "backward() of a non-scalar output without gradient= seeds ones instead of raising", _non_scalar_backward_seeds_ones),
+    Mutant("backward_gradient_argument_ignored", ("BWD-6",), "Tensor.backward(gradient=v) seeds ones instead of v", _backward_gradient_argument_ignored),
 )
