@@ -157,17 +157,22 @@ def test_mode_switch_keeps_requires_grad_and_recording(device, form, data):
 
 # ----------------------------------------------------------------------------- MODULE-3, -4
 
-#: dropout layer -> input shape strategy (what each layer documents as its input)
 small = st.integers(1, 3)
-DROPOUT_SHAPES = {
-    "Dropout": st.lists(small, min_size=0, max_size=3).map(tuple),
-    "Dropout1d": st.tuples(small, small, small),
-    "Dropout2d": st.tuples(small, small, small, small),
-    "Dropout3d": st.tuples(small, small, small, small, small),
-    "AlphaDropout": st.lists(small, min_size=0, max_size=3).map(tuple),
-    "FeatureAlphaDropout": st.tuples(small, small, small, small, small),
+#: dropout inputs as each layer documents them: form -> (layer, input shape, spatial dimensions after the
+#: channel dimension; None for elementwise dropout). Dropout1d and Dropout3d also take an unbatched input;
+#: Dropout2d's 3-d input is ambiguous (torch reads it as (N, C, L) and warns), so it is not drawn.
+DROPOUT_INPUTS = {
+    "Dropout": ("Dropout", st.lists(small, min_size=0, max_size=3).map(tuple), None),
+    "Dropout1d (N, C, L)": ("Dropout1d", st.tuples(small, small, small), 1),
+    "Dropout1d (C, L)": ("Dropout1d", st.tuples(small, small), 1),
+    "Dropout2d (N, C, H, W)": ("Dropout2d", st.tuples(small, small, small, small), 2),
+    "Dropout3d (N, C, D, H, W)": ("Dropout3d", st.tuples(small, small, small, small, small), 3),
+    "Dropout3d (C, D, H, W)": ("Dropout3d", st.tuples(small, small, small, small), 3),
+    "AlphaDropout": ("AlphaDropout", st.lists(small, min_size=0, max_size=3).map(tuple), None),
+    "FeatureAlphaDropout (N, C, D, H, W)": ("FeatureAlphaDropout", st.tuples(small, small, small, small, small), 3),
 }
-ELEMENTWISE_AND_CHANNEL_DROPOUT = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d")
+#: MODULE-4 is about the dropouts that zero or scale (the alpha dropouts shift and scale instead).
+ZEROING_DROPOUT = sorted(form for form, (kind, _, _) in DROPOUT_INPUTS.items() if "Alpha" not in kind)
 
 #: how evaluation mode is reached: form -> fn(layer) returning the module to call
 EVAL_ROUTES = {
@@ -181,10 +186,10 @@ EVAL_ROUTES = {
 @pytest.mark.parametrize("route", sorted(EVAL_ROUTES))
 @given(data=st.data())
 def test_dropout_in_eval_mode_is_the_identity(device, route, data):
-    kind = data.draw(st.sampled_from(sorted(DROPOUT_SHAPES)), label="dropout layer")
+    kind, shape, _ = DROPOUT_INPUTS[data.draw(st.sampled_from(sorted(DROPOUT_INPUTS)), label="dropout input")]
     p = data.draw(st.floats(0.0, 1.0), label="p")
     torch.manual_seed(data.draw(seeds(), label="torch seed"))
-    x = data.draw(tensors(dtype=torch.float64, shape=DROPOUT_SHAPES[kind], device=device, requires_grad=True), label="x")
+    x = data.draw(tensors(dtype=torch.float64, shape=shape, device=device, requires_grad=True), label="x")
     module = EVAL_ROUTES[route](getattr(nn, kind)(p))
     out = module(x)
     what = f"nn.{kind}(p={p}) in eval mode via {route}"
@@ -194,17 +199,22 @@ def test_dropout_in_eval_mode_is_the_identity(device, route, data):
 
 
 @pytest.mark.spec("MODULE-4")
-@pytest.mark.parametrize("kind", ELEMENTWISE_AND_CHANNEL_DROPOUT)
+@pytest.mark.parametrize("form", ZEROING_DROPOUT)
 @given(data=st.data())
-def test_dropout_in_train_mode_zeroes_or_scales_each_element(device, kind, data):
-    p = data.draw(st.one_of(st.floats(0.05, 0.95), st.sampled_from([0.0, 1.0])), label="p")
+def test_dropout_in_train_mode_zeroes_or_scales_each_element(device, form, data):
+    kind, shape, spatial_dims = DROPOUT_INPUTS[form]
+    drawn_p = data.draw(st.floats(0.05, 0.95), label="p")
     torch.manual_seed(data.draw(seeds(), label="torch seed"))
-    x = data.draw(tensors(dtype=torch.float64, shape=DROPOUT_SHAPES[kind], device=device, requires_grad=True), label="x")
-    layer = getattr(nn, kind)(p)
-    assert_equal(layer.training, True, clause="MODULE-4", what=f"nn.{kind}(p).training of a new layer")
+    x = data.draw(tensors(dtype=torch.float64, shape=shape, device=device), label="x")
+    for p in (drawn_p, 0.0, 1.0):  # the drawn rate, and the two ends the clause names
+        _check_training_dropout(getattr(nn, kind)(p), p, x.clone().requires_grad_(), spatial_dims)
+
+
+def _check_training_dropout(layer: nn.Module, p: float, x: torch.Tensor, spatial_dims) -> None:
+    what = f"nn.{type(layer).__name__}(p={p}) in training mode on x of shape {tuple(x.shape)}"
+    assert_equal(layer.training, True, clause="MODULE-4", what=f"{what}: .training of a new layer")
     out = layer(x)
     out.sum().backward()
-    what = f"nn.{kind}(p={p}) in training mode on x of shape {tuple(x.shape)}"
     kept = x.grad != 0
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
     zeros = torch.zeros_like(x)
@@ -214,8 +224,8 @@ def test_dropout_in_train_mode_zeroes_or_scales_each_element(device, kind, data)
         fail("MODULE-4", f"{what}: p=0 must keep every element, but {int((~kept).sum())} were dropped")
     if p == 1.0 and bool(kept.any()):
         fail("MODULE-4", f"{what}: p=1 must drop every element, but {int(kept.sum())} were kept")
-    if kind != "Dropout":
-        per_channel = kept.flatten(2)
+    if spatial_dims is not None:  # a channel: out[i, j] of a batch, out[j] of an unbatched input
+        per_channel = kept.flatten(kept.dim() - spatial_dims)
         mixed = per_channel.any(-1) & ~per_channel.all(-1)
         if bool(mixed.any()):
             fail("MODULE-4", f"{what}: channels {mixed.nonzero().tolist()} are partly dropped; whole channels must be zeroed")
