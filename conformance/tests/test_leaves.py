@@ -209,6 +209,32 @@ def test_retain_grad_keeps_a_non_leaf_gradient(device, data):
         assert_close(got, expected, clause="LEAF-6", what=what)
 
 
+#: in-place changes of a retained non-leaf ``r`` after ``r.retain_grad()``: of ``r`` itself, or through a view of it
+#: (torch 2.0-2.2 lost the retained gradient then: https://github.com/pytorch/pytorch/issues/117366)
+IN_PLACE_AFTER_RETAIN = {
+    "r.mul_(2)": lambda r: r.mul_(2),
+    "r.add_(1)": lambda r: r.add_(1),
+    "r.view(-1).mul_(2)": lambda r: r.view(-1).mul_(2),
+    "r[...].add_(1)": lambda r: r[...].add_(1),
+}
+
+
+@pytest.mark.spec("LEAF-6")
+@pytest.mark.parametrize("change", sorted(IN_PLACE_AFTER_RETAIN))
+@given(data=st.data())
+def test_retain_grad_survives_in_place_changes(device, change, data):
+    x = data.draw(tensors(dtype=torch.float64, shape=shapes(), device=device, requires_grad=True), label="x")
+    r = x * 1.5
+    r.retain_grad()
+    IN_PLACE_AFTER_RETAIN[change](r)
+    assert_equal(r.retains_grad, True, clause="LEAF-6", what=f"r.retains_grad after r.retain_grad() and `{change}`")
+    expected = 2 * r.detach()  # d/dr of (r * r).sum(), for r as changed
+    (r * r).sum().backward()
+    with assert_does_not_warn(UserWarning, clause="LEAF-6", what=f"reading r.grad after r.retain_grad(), `{change}` and backward"):
+        got = r.grad
+    assert_close(got, expected, clause="LEAF-6", what=f"r.grad after r.retain_grad(), `{change}` and backward of (r * r).sum() (the gradient with respect to r as changed)")
+
+
 @pytest.mark.spec("LEAF-7")
 @given(data=st.data())
 def test_retain_grad_on_a_tensor_not_requiring_grad_raises(device, data):

@@ -110,6 +110,24 @@ def _create_graph_grad_is_detached(mp):
     mp.setattr(torch.Tensor, "backward", backward)
 
 
+def _retained_grad_lost_after_in_place(mp):
+    original = torch.Tensor.retain_grad
+    base_grad = torch._C.TensorBase.grad
+
+    def retain_grad(self):
+        self._retained_at_version = self._version
+        return original(self)
+
+    def get_grad(self):
+        retained_at = self.__dict__.get("_retained_at_version")
+        if retained_at is not None and self._version != retained_at:
+            return None  # the retains_grad hook stayed on the grad_fn from before the in-place change
+        return base_grad.__get__(self)
+
+    mp.setattr(torch.Tensor, "retain_grad", retain_grad)
+    mp.setattr(torch.Tensor, "grad", property(get_grad, base_grad.__set__, base_grad.__delete__))
+
+
 MUTANTS = (
     Mutant("retain_grad_is_a_no_op", ("LEAF-6",), "Tensor.retain_grad() does nothing", _retain_grad_is_a_no_op),
     Mutant("non_leaf_grad_read_is_silent", ("LEAF-5",), "reading .grad of a non-leaf does not warn", _non_leaf_grad_read_is_silent),
@@ -119,4 +137,13 @@ MUTANTS = (
     Mutant("float64_grad_reads_as_float32", ("LEAF-4",), "the .grad of a float64 leaf reads back as float32", _float64_grad_reads_as_float32),
     Mutant("retain_grad_without_requires_grad_is_silent", ("LEAF-7",), "retain_grad() on a tensor that does not require grad does nothing instead of raising", _retain_grad_without_requires_grad_is_silent),
     Mutant("create_graph_grad_is_detached", ("LEAF-8",), "Tensor.backward(create_graph=True) stores a detached .grad (no grad_fn, does not require grad)", _create_graph_grad_is_detached),
+    Mutant(
+        "retained_grad_lost_after_in_place",
+        ("LEAF-6",),
+        "a non-leaf that called retain_grad() and is then changed in place (itself or through a view) gets no .grad "
+        "from backward (torch 2.0-2.2: the retains_grad hook was not moved to the new grad_fn for in-place over a "
+        "view; fixed by pytorch/pytorch#117552 for 2.3)",
+        _retained_grad_lost_after_in_place,
+        regression="https://github.com/pytorch/pytorch/issues/117366",
+    ),
 )
