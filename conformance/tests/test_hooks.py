@@ -195,18 +195,23 @@ def _applied(name: str, grad: torch.Tensor) -> torch.Tensor:
 @pytest.mark.spec("HOOK-1")
 @given(data=st.data())
 def test_tensor_hook_receives_the_gradient_of_its_tensor(device, data):
-    graph, values, index = _hooked_graph(data, device)
+    graph = data.draw(graphs(device=device, dtype=torch.float64, requires_grad=True), label="graph")
+    values = graph.run()
     loss = values[-1].sum()
-    expected = _gradient(loss, values[index])
-    received = []
-    values[index].register_hook(lambda grad: received.append(grad.clone()))
+    # a hook on every value, leaves and non-leaves alike, each recording what it receives
+    hooked = [index for index, value in enumerate(values) if value.requires_grad]
+    expected = {index: _gradient(loss, values[index]) for index in hooked}
+    received: dict[int, list[torch.Tensor]] = {index: [] for index in hooked}
+    for index in hooked:
+        values[index].register_hook(lambda grad, calls=received[index]: calls.append(grad.clone()))
     loss.backward()
-    what = f"{_describe(graph, index)}\n{graph!r}\n"
-    if expected is None:
-        assert_equal(len(received), 0, clause="HOOK-1", what=f"number of calls of a hook on a value the output does not depend on: {what}")
-        return
-    assert_equal(len(received), 1, clause="HOOK-1", what=f"number of calls of a {what}")
-    assert_close(received[0], expected, clause="HOOK-1", what=f"gradient received by a {what}vs torch.autograd.grad")
+    for index in hooked:
+        what = f"{_describe(graph, index)}\n{graph!r}\n"
+        if expected[index] is None:
+            assert_equal(len(received[index]), 0, clause="HOOK-1", what=f"number of calls of a hook on a value the output does not depend on: {what}")
+            continue
+        assert_equal(len(received[index]), 1, clause="HOOK-1", what=f"number of calls of a {what}")
+        assert_close(received[index][0], expected[index], clause="HOOK-1", what=f"gradient received by a {what}vs torch.autograd.grad")
 
 
 # ----------------------------------------------------------------------------- HOOK-2, -3
@@ -567,6 +572,36 @@ def test_full_backward_hook_receives_input_and_output_gradients(device, case, da
             assert_equal(got, None, clause="HOOK-9", what=f"grad_input[{position}] for the non-tensor argument {arg!r} ({what})")
         else:
             assert_close(got, want, clause="HOOK-9", what=f"grad_input[{position}] vs torch.autograd.grad ({what})")
+
+
+#: modules with two tensor inputs, for a call where only some of them require grad
+TWO_INPUT_CASES = tuple(case for case in MODULE_CASES if len(case.input_shapes(1)) == 2)
+
+
+@pytest.mark.spec("HOOK-9")
+@pytest.mark.parametrize("case", TWO_INPUT_CASES, ids=repr)
+@pytest.mark.parametrize("not_requiring_grad", [0, 1], ids=["first input does not require grad", "second input does not require grad"])
+@given(data=st.data())
+def test_full_backward_hook_with_an_input_not_requiring_grad(device, case, not_requiring_grad, data):
+    module = _module(case, device)
+    args, kwargs = _draw_call(data, case, device, requires_grad=True)
+    args = tuple(a.detach() if position == not_requiring_grad else a for position, a in enumerate(args))
+    with torch.no_grad():
+        weights = _draw_output_weights(data, _as_tuple(module(*args, **kwargs)), device)
+    input_grads, _ = _reference_gradients(module, args, kwargs, weights)
+    seen = []
+    module.register_full_backward_hook(lambda m, grad_input, grad_output: seen.append((grad_input, grad_output)))
+    what = f"`{case.source}` whose input {not_requiring_grad} does not require grad"
+    with assert_succeeds(clause="HOOK-9", what=f"the forward and backward pass of {what}, with a full backward hook"):
+        _weighted_loss(_as_tuple(module(*args, **kwargs)), weights).backward()
+    assert_equal(len(seen), 1, clause="HOOK-9", what=f"number of full backward hook calls in one backward pass ({what})")
+    grad_input, grad_output = seen[0]
+    assert_equal(len(grad_input), len(args), clause="HOOK-9", what=f"len(grad_input) ({what})")
+    for position, (got, want, arg) in enumerate(zip(grad_input, input_grads, args)):
+        if _is_tensor(arg) and arg.requires_grad:
+            assert_close(got, want, clause="HOOK-9", what=f"grad_input[{position}] vs torch.autograd.grad ({what})")
+    for position, (got, weight) in enumerate(zip(grad_output, weights)):
+        assert_close(got, weight, clause="HOOK-9", what=f"grad_output[{position}] ({what})")
 
 
 @pytest.mark.spec("HOOK-9")

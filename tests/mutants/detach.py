@@ -33,6 +33,22 @@ def _detach_in_place_allowed_on_views_not_requiring_grad(mp):
     mp.setattr(torch.Tensor, "detach_", detach_)
 
 
+
+def _detach_keeps_requires_grad(mp):
+    original = torch.Tensor.detach
+    mp.setattr(torch.Tensor, "detach", lambda self: original(self).requires_grad_(self.requires_grad))
+
+
+def _data_assignment_drops_requires_grad(mp):
+    base_data = torch._C.TensorBase.data
+
+    def set_data(self, value):
+        base_data.__set__(self, value)
+        self.requires_grad_(False)  # the parameter stops training
+
+    mp.setattr(torch.Tensor, "data", property(lambda self: base_data.__get__(self), set_data))
+
+
 MUTANTS = (
     Mutant("detach_copies", ("DETACH-1", "DETACH-3"), "Tensor.detach() returns a copy instead of sharing storage", _detach_copies),
     Mutant("data_is_tracked", ("DETACH-4",), "Tensor.data behaves like detach(): in-place changes are tracked", _data_is_tracked),
@@ -42,4 +58,6 @@ MUTANTS = (
         "Tensor.detach_() on a view of a tensor that does not require grad returns it silently instead of raising",
         _detach_in_place_allowed_on_views_not_requiring_grad,
     ),
+    Mutant("detach_keeps_requires_grad", ("DETACH-2",), "Tensor.detach() of a tensor that requires grad returns a leaf that still requires grad", _detach_keeps_requires_grad),
+    Mutant("data_assignment_drops_requires_grad", ("DETACH-6",), "`param.data = tensor` leaves the parameter with requires_grad=False", _data_assignment_drops_requires_grad),
 )

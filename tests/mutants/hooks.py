@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import torch
 
 from tests.mutants.base import Mutant
@@ -67,6 +69,116 @@ def _full_backward_hook_return_only_reaches_leaf_inputs(mp):
     mp.setattr(torch.nn.Module, "register_full_backward_hook", register_full_backward_hook)
 
 
+
+def _unregistered_handle():
+    """A handle whose hook was never registered anywhere."""
+    return torch.utils.hooks.RemovableHandle(collections.OrderedDict())
+
+
+def _tensor_hook_on_a_leaf_never_called(mp):
+    original = torch.Tensor.register_hook
+
+    def register_hook(self, hook):
+        if self.is_leaf and self.requires_grad:
+            return _unregistered_handle()  # accepted, but never attached to the accumulation node
+        return original(self, hook)
+
+    mp.setattr(torch.Tensor, "register_hook", register_hook)
+
+
+def _register_hook_allowed_on_integer_tensors(mp):
+    original = torch.Tensor.register_hook
+
+    def register_hook(self, hook):
+        if not (self.is_floating_point() or self.is_complex()):
+            return _unregistered_handle()  # no error for a tensor that can never require grad
+        return original(self, hook)
+
+    mp.setattr(torch.Tensor, "register_hook", register_hook)
+
+
+def _forward_hook_receives_detached_inputs(mp):
+    original = torch.nn.Module.register_forward_hook
+
+    def register_forward_hook(self, hook, **kwargs):
+        def with_detached_args(module, args, *rest):
+            args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+            return hook(module, args, *rest)
+
+        return original(self, with_detached_args, **kwargs)
+
+    mp.setattr(torch.nn.Module, "register_forward_hook", register_forward_hook)
+
+
+def _forward_pre_hook_single_value_ignored(mp):
+    original = torch.nn.Module.register_forward_pre_hook
+
+    def register_forward_pre_hook(self, hook, **kwargs):
+        def tuples_only(module, *rest):
+            result = hook(module, *rest)
+            return result if isinstance(result, tuple) else None  # a bare value is dropped instead of wrapped
+
+        return original(self, tuples_only, **kwargs)
+
+    mp.setattr(torch.nn.Module, "register_forward_pre_hook", register_forward_pre_hook)
+
+
+def _full_backward_hook_breaks_when_first_input_does_not_require_grad(mp):
+    original = torch.nn.Module.register_full_backward_hook
+
+    def register_full_backward_hook(self, hook, **kwargs):
+        def check(module, args):
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            if tensors and not tensors[0].requires_grad and any(t.requires_grad for t in tensors[1:]):
+                raise AttributeError("'NoneType' object has no attribute 'name'")  # torch 1.8.1's message
+
+        self.register_forward_pre_hook(check)
+        return original(self, hook, **kwargs)
+
+    mp.setattr(torch.nn.Module, "register_full_backward_hook", register_full_backward_hook)
+
+
+def _full_backward_hook_not_called_without_inputs_requiring_grad(mp):
+    original = torch.nn.Module.register_full_backward_hook
+
+    def register_full_backward_hook(self, hook, **kwargs):
+        any_input_requires_grad = []
+
+        def record(module, args):
+            any_input_requires_grad.append(any(a.requires_grad for a in args if isinstance(a, torch.Tensor)))
+
+        self.register_forward_pre_hook(record)
+
+        def only_with_inputs_requiring_grad(module, grad_input, grad_output):
+            if any_input_requires_grad[-1]:
+                return hook(module, grad_input, grad_output)
+            return None
+
+        return original(self, only_with_inputs_requiring_grad, **kwargs)
+
+    mp.setattr(torch.nn.Module, "register_full_backward_hook", register_full_backward_hook)
+
+
+def _deprecated_backward_hook_warns_on_every_module(mp):
+    import warnings
+
+    original = torch.nn.Module.register_backward_hook
+
+    def register_backward_hook(self, hook):
+        def warn(module, args, output):
+            warnings.warn(
+                "Using a non-full backward hook when the forward contains multiple autograd Nodes is deprecated and will be "
+                "removed in future versions. Please use register_full_backward_hook to get the documented behavior.",
+                FutureWarning,
+                stacklevel=2,
+            )
+
+        self.register_forward_hook(warn)  # even a single-operation module warns
+        return original(self, hook)
+
+    mp.setattr(torch.nn.Module, "register_backward_hook", register_backward_hook)
+
+
 MUTANTS = (
     Mutant("deprecated_backward_hook_warns_user_warning", ("HOOK-13",), "register_backward_hook's deprecation warning is a UserWarning again (the pre-2.4 category)", _deprecated_backward_hook_warns_user_warning),
     Mutant("tensor_hook_return_ignored", ("HOOK-2", "HOOK-3"), "Tensor.register_hook ignores the hook's return value", _tensor_hook_return_ignored),
@@ -78,4 +190,23 @@ MUTANTS = (
         "a full backward hook's returned grad_input is used when the module's inputs are leaves, dropped when they are computed upstream",
         _full_backward_hook_return_only_reaches_leaf_inputs,
     ),
+    Mutant("tensor_hook_on_a_leaf_never_called", ("HOOK-1",), "Tensor.register_hook on a leaf returns a handle but the hook is never called", _tensor_hook_on_a_leaf_never_called),
+    Mutant("register_hook_allowed_on_integer_tensors", ("HOOK-4",), "Tensor.register_hook on an integer or bool tensor returns a handle instead of raising", _register_hook_allowed_on_integer_tensors),
+    Mutant("forward_hook_receives_detached_inputs", ("HOOK-6",), "a forward hook receives detached copies of the positional inputs instead of the objects passed", _forward_hook_receives_detached_inputs),
+    Mutant("forward_pre_hook_single_value_ignored", ("HOOK-8",), "a forward pre-hook returning a single value that is not a tuple leaves the inputs unchanged", _forward_pre_hook_single_value_ignored),
+    Mutant(
+        "full_backward_hook_breaks_when_first_input_does_not_require_grad",
+        ("HOOK-9",),
+        "calling a module with a full backward hook raises AttributeError when its first tensor input does not require grad and another does (torch 1.8.1)",
+        _full_backward_hook_breaks_when_first_input_does_not_require_grad,
+        regression="https://github.com/pytorch/pytorch/issues/57944",
+    ),
+    Mutant(
+        "full_backward_hook_not_called_without_inputs_requiring_grad",
+        ("HOOK-11",),
+        "a full backward hook is not called when no input of the module requires grad (torch 1.8)",
+        _full_backward_hook_not_called_without_inputs_requiring_grad,
+        regression="https://github.com/pytorch/pytorch/issues/56380",
+    ),
+    Mutant("deprecated_backward_hook_warns_on_every_module", ("HOOK-12",), "register_backward_hook's deprecation warning is emitted by single-operation modules too", _deprecated_backward_hook_warns_on_every_module),
 )
