@@ -6,6 +6,8 @@ function documents (REQGRAD-1..3, LEAF-1) rather than just ``torch.zeros``.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 __all__ = ["DEFAULT_ONLY_FACTORIES", "FACTORIES", "LIKE_FACTORIES", "REQUIRES_GRAD_FACTORIES", "create_like"]
@@ -24,10 +26,20 @@ FACTORIES = {
     "eye": lambda s, d, dev, **kw: torch.eye(3, dtype=d, device=dev, **kw),
     "tensor": lambda s, d, dev, **kw: torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=d, device=dev, **kw),
 }
-#: factories without a ``requires_grad`` parameter, or that only make integer tensors
+def _tensor_from_a_tensor_requiring_grad(s, d, dev):
+    """``torch.tensor(t)`` copies ``t``'s values, not its autograd state (torch 0.4.1 recorded the copy: pytorch/pytorch#10876)."""
+    source = torch.ones(s, dtype=d, device=dev, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "To copy construct from a tensor, it is recommended to use ..."
+        return torch.tensor(source)
+
+
+#: factories without a ``requires_grad`` parameter, or that only make integer tensors, or called
+#: without it on an input that requires grad (shape and dtype floating point)
 DEFAULT_ONLY_FACTORIES = {
     "randint": lambda s, d, dev: torch.randint(0, 5, s, device=dev),
     "as_tensor": lambda s, d, dev: torch.as_tensor([1.0, 2.0], dtype=d, device=dev),
+    "tensor(t), t requiring grad": _tensor_from_a_tensor_requiring_grad,
 }
 
 #: tensor-from-tensor factories: name -> call(x, **kwargs) (``requires_grad=True`` and the like pass through)

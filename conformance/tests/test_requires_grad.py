@@ -9,8 +9,8 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_equal, assert_raises, assert_requires_grad, fail
-from conformance.factories import DEFAULT_ONLY_FACTORIES, FACTORIES, LIKE_FACTORIES
+from conformance.assertions import assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
+from conformance.factories import DEFAULT_ONLY_FACTORIES, FACTORIES, LIKE_FACTORIES, REQUIRES_GRAD_FACTORIES, create_like
 from conformance.forms import FREEZE_MODULE
 from conformance.graphs import GRAPH_DTYPES, graphs
 from conformance.networks import freezing_seed_two_conv_network
@@ -50,13 +50,12 @@ def test_derived_factories_do_not_inherit_requires_grad(device, factory, data):
 
 
 @pytest.mark.spec("REQGRAD-3")
-@pytest.mark.parametrize("factory", sorted(FACTORIES))
+@pytest.mark.parametrize("factory", REQUIRES_GRAD_FACTORIES)
 @given(data=st.data())
 def test_factory_requires_grad_true_makes_a_leaf(device, factory, data):
-    shape = data.draw(shapes(), label="shape")
-    dtype = data.draw(dtypes(REAL_DTYPES), label="dtype")
-    tensor = FACTORIES[factory](shape, dtype, device, requires_grad=True)
-    what = f"torch.{factory}(..., requires_grad=True)"
+    like = data.draw(tensors(dtype=dtypes(REAL_DTYPES), device=device, requires_grad=st.booleans()), label="tensor to make one like")
+    tensor = create_like(factory, like, requires_grad=True)
+    what = f"{factory}(..., requires_grad=True)"
     assert_requires_grad(tensor, True, clause="REQGRAD-3", what=what)
     assert_equal(tensor.is_leaf, True, clause="REQGRAD-3", what=f"{what}.is_leaf")
     assert_equal(tensor.grad_fn, None, clause="REQGRAD-3", what=f"{what}.grad_fn")
@@ -145,6 +144,27 @@ def test_output_requires_grad_iff_an_input_does_over_random_graphs(device, data)
         _check_propagation(step.inputs, step.output, step.source)
 
 
+#: dtype conversions: name -> call(x, dtype); ``x.<method>()`` is the dtype's own method (``x.bfloat16()``, ...)
+DTYPE_CONVERSIONS = {
+    "x.to(dtype)": lambda x, dtype: x.to(dtype),
+    "x.to(x.device, dtype)": lambda x, dtype: x.to(x.device, dtype),
+    "x.type(dtype)": lambda x, dtype: x.type(dtype),
+    "x.<dtype method>()": lambda x, dtype: getattr(x, _CONVERSION_METHODS[dtype])(),
+}
+_CONVERSION_METHODS = {torch.float16: "half", torch.bfloat16: "bfloat16", torch.float32: "float", torch.float64: "double", torch.complex64: "cfloat", torch.complex128: "cdouble"}
+
+
+@pytest.mark.spec("REQGRAD-6")
+@pytest.mark.parametrize("conversion", sorted(DTYPE_CONVERSIONS))
+def test_dtype_conversion_requires_grad_iff_its_input_does(device, conversion):
+    """Exhaustive over floating-point sources, differentiable targets and both flags (bfloat16 once lost it: pytorch/pytorch#28548)."""
+    convert = DTYPE_CONVERSIONS[conversion]
+    for source, target, flag in itertools.product(FLOATING_DTYPES, DIFFERENTIABLE_DTYPES, (False, True)):
+        x = torch.ones(2, 3, dtype=source, device=device, requires_grad=flag)
+        what = f"in grad mode, `{conversion}` from {source} to {target} of a tensor with requires_grad={flag}"
+        assert_requires_grad(convert(x, target), flag, clause="REQGRAD-6", what=what)
+
+
 # ----------------------------------------------------------------------------- REQGRAD-7
 
 
@@ -194,26 +214,43 @@ def test_integer_and_bool_tensors_cannot_require_grad(device, form, dtype):
 @pytest.mark.parametrize("form", sorted(REQUIRE_GRAD_FORMS))
 @pytest.mark.parametrize("dtype", DIFFERENTIABLE_DTYPES, ids=str)
 def test_floating_and_complex_tensors_can_require_grad(device, form, dtype):
-    tensor = REQUIRE_GRAD_FORMS[form](dtype, device)
+    with assert_succeeds(clause="REQGRAD-9", what=f"asking a {dtype} tensor to require grad via {form}"):
+        tensor = REQUIRE_GRAD_FORMS[form](dtype, device)
     assert_requires_grad(tensor, True, clause="REQGRAD-9", what=f"a {dtype} tensor asked to require grad via {form}")
 
 
 # ----------------------------------------------------------------------------- REQGRAD-10, -11, -12
 
 
+class _UserTensor(torch.Tensor):
+    """A user's Tensor subclass (``requires_grad_`` on subclasses went wrong under no_grad: pytorch/pytorch#50219)."""
+
+
+#: kinds of leaf: name -> make(plain leaf tensor)
+LEAF_KINDS = {
+    "Tensor": lambda t: t,
+    "nn.Parameter(requires_grad=False)": lambda t: torch.nn.Parameter(t, requires_grad=False),
+    "Tensor subclass": lambda t: t.as_subclass(_UserTensor),
+}
+
+
 @pytest.mark.spec("REQGRAD-10")
+@pytest.mark.parametrize("grad_mode", ["grad mode", "no_grad"])
+@pytest.mark.parametrize("kind", sorted(LEAF_KINDS))
 @given(data=st.data())
-def test_requires_grad_method_and_setter_change_a_leaf(device, data):
-    leaf = data.draw(tensors(dtype=dtypes(DIFFERENTIABLE_DTYPES), device=device), label="leaf")
-    returned = leaf.requires_grad_()
-    assert_equal(returned is leaf, True, clause="REQGRAD-10", what="t.requires_grad_() is t")
-    assert_requires_grad(leaf, True, clause="REQGRAD-10", what="t after t.requires_grad_() (default argument)")
-    leaf.requires_grad_(False)
-    assert_requires_grad(leaf, False, clause="REQGRAD-10", what="t after t.requires_grad_(False)")
-    leaf.requires_grad = True
-    assert_requires_grad(leaf, True, clause="REQGRAD-10", what="t after t.requires_grad = True")
-    leaf.requires_grad = False
-    assert_requires_grad(leaf, False, clause="REQGRAD-10", what="t after t.requires_grad = False")
+def test_requires_grad_method_and_setter_change_a_leaf(device, kind, grad_mode, data):
+    leaf = LEAF_KINDS[kind](data.draw(tensors(dtype=dtypes(DIFFERENTIABLE_DTYPES), device=device), label="leaf"))
+    with torch.set_grad_enabled(grad_mode == "grad mode"):
+        where = f"on a {kind} leaf in {grad_mode}"
+        returned = leaf.requires_grad_()
+        assert_equal(returned is leaf, True, clause="REQGRAD-10", what=f"t.requires_grad_() is t, {where}")
+        assert_requires_grad(leaf, True, clause="REQGRAD-10", what=f"t after t.requires_grad_() (default argument), {where}")
+        assert_equal(leaf.requires_grad_(False) is leaf, True, clause="REQGRAD-10", what=f"t.requires_grad_(False) is t, {where}")
+        assert_requires_grad(leaf, False, clause="REQGRAD-10", what=f"t after t.requires_grad_(False), {where}")
+        leaf.requires_grad = True
+        assert_requires_grad(leaf, True, clause="REQGRAD-10", what=f"t after t.requires_grad = True, {where}")
+        leaf.requires_grad = False
+        assert_requires_grad(leaf, False, clause="REQGRAD-10", what=f"t after t.requires_grad = False, {where}")
 
 
 def _draw_non_leaf(data, device):
