@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["DETERMINISTIC_FORMS", "INPLACE_FORMS", "InPlaceForm"]
+__all__ = ["DETERMINISTIC_FORMS", "INPLACE_FORMS", "OUT_FORMS", "InPlaceForm"]
 
 
 def _constant_like(t: torch.Tensor) -> torch.Tensor:
@@ -74,3 +74,17 @@ _FORMS = (
 INPLACE_FORMS = {form.source: form for form in _FORMS}
 #: the forms whose result is determined by the old values
 DETERMINISTIC_FORMS = {source: form for source, form in INPLACE_FORMS.items() if form.equivalent is not None}
+
+#: ``out=`` forms writing a function's result into ``t`` itself: source -> form.  They
+#: write in place like the others, but autograd refuses them outright (whatever the
+#: tensor) when an argument requires grad in grad mode, so they are kept apart.
+OUT_FORMS = {
+    form.source: form
+    for form in (
+        _form("torch.add(t, 1, out=t)", lambda t: torch.add(t, 1, out=t), lambda t: t + 1),
+        _form("torch.mul(t, 2, out=t)", lambda t: torch.mul(t, 2, out=t), lambda t: t * 2),
+        _form("torch.neg(t, out=t)", lambda t: torch.neg(t, out=t), lambda t: -t),
+        _form("torch.sin(t, out=t)", lambda t: torch.sin(t, out=t), lambda t: torch.sin(t)),
+        _form("torch.clamp(t, -0.5, 0.5, out=t)", lambda t: torch.clamp(t, -0.5, 0.5, out=t), lambda t: t.clamp(-0.5, 0.5)),
+    )
+}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
 from conformance.graphs import Graph, Step, graphs
-from conformance.inplace_ops import DETERMINISTIC_FORMS, INPLACE_FORMS, InPlaceForm
+from conformance.inplace_ops import DETERMINISTIC_FORMS, INPLACE_FORMS, OUT_FORMS, InPlaceForm
 from conformance.modes import NO_GRAD, SET_GRAD_DISABLED
 from conformance.ops import ops_by_name
 from conformance.saved_tensors import SAVES_INPUT, SAVES_OUTPUT, saved_tensor_modified
@@ -119,6 +119,21 @@ def test_rebinding_to_an_out_of_place_result_leaves_the_original_unchanged(devic
 # ----------------------------------------------------------------------------- INPLACE-4
 
 
+def _writes(values: torch.Tensor, requires_grad: bool):
+    """Every in-place form, then every ``out=`` form, each on a fresh copy of ``values``: (description, form, apply, tensor).
+
+    ``out=`` forms are refused in grad mode on a tensor requiring grad, so there they run under ``torch.no_grad()``.
+    """
+    for source, form, t in _fresh_leaves(values, requires_grad=requires_grad):
+        yield f"`{source}`", form, form.apply, t
+    for source, form in sorted(OUT_FORMS.items()):
+        t = values.detach().clone().requires_grad_(requires_grad)
+        if requires_grad:
+            yield f"`{source}` under torch.no_grad()", form, lambda t, form=form: NO_GRAD["context manager"](lambda: form.apply(t)), t
+        else:
+            yield f"`{source}`", form, form.apply, t
+
+
 @pytest.mark.spec("INPLACE-4")
 @given(data=st.data())
 def test_in_place_ops_increment_the_version_shared_by_views(device, data):
@@ -126,21 +141,21 @@ def test_in_place_ops_increment_the_version_shared_by_views(device, data):
     values = _leaf(data, device, requires_grad=False)
     view_name = data.draw(st.sampled_from(sorted(VIEWS)), label="view v of t")
     writer_name = data.draw(st.sampled_from(["t", "v"]), label="written tensor")
-    for source, form, t in _fresh_leaves(values, requires_grad=kind != "a tensor that does not require grad"):
+    for source, form, apply, t in _writes(values, requires_grad=kind != "a tensor that does not require grad"):
         if t.requires_grad:
             t = t * 1
         view = VIEWS[view_name](t)
         writer = t if writer_name == "t" else view
         before = writer._version
-        form.apply(writer)
-        where = f"after `{source}` on {writer_name} (t {kind}, v = {view_name})"
+        apply(writer)
+        where = f"after {source} on {writer_name} (t {kind}, v = {view_name})"
         if writer._version <= before:
             fail("INPLACE-4", f"{where}: {writer_name}._version should grow, it stayed {writer._version}")
         assert_equal(t._version, view._version, clause="INPLACE-4", what=f"{where}: t._version vs v._version (one shared counter)")
         if form.equivalent is not None:
             version = t._version
             form.equivalent(t)
-            assert_equal(t._version, version, clause="INPLACE-4", what=f"t._version after the out-of-place equivalent of `{source}`")
+            assert_equal(t._version, version, clause="INPLACE-4", what=f"t._version after the out-of-place equivalent of {source}")
 
 
 # ----------------------------------------------------------------------------- INPLACE-5, -6

@@ -145,6 +145,21 @@ def _mul_through_a_view_not_recorded_in_the_base(mp):
     mp.setattr(torch.Tensor, "mul_", mul_)
 
 
+
+def _add_out_keeps_version(mp):
+    original = torch.add
+
+    def add(*args, out=None, **kwargs):
+        if out is None:
+            return original(*args, **kwargs)
+        version = out._version
+        result = original(*args, out=out, **kwargs)
+        torch._C._autograd._unsafe_set_version_counter((out,), (version,))  # the out= path forgets the bump
+        return result
+
+    mp.setattr(torch, "add", add)
+
+
 MUTANTS = (
     Mutant("add_on_leaf_allowed", ("INPLACE-1",), "Tensor.add_() on a leaf that requires grad writes instead of raising", _add_on_leaf_allowed),
     Mutant("mul_bypasses_autograd", ("INPLACE-4", "INPLACE-7"), "Tensor.mul_() on a non-leaf is neither recorded nor versioned", _mul_bypasses_autograd),
@@ -174,4 +189,5 @@ MUTANTS = (
     Mutant("exp_output_not_version_checked", ("INPLACE-5",), "Tensor.exp() saves its output outside the version check: modifying it goes unnoticed at backward", _exp_output_not_version_checked),
     Mutant("add_scalar_saves_its_input", ("INPLACE-6",), "`t + number` saves t for backward though its gradient does not need it: modifying t afterwards makes backward raise", _add_scalar_saves_its_input),
     Mutant("mul_through_a_view_not_recorded_in_the_base", ("INPLACE-8",), "Tensor.mul_() through a view of a non-leaf changes the values but not the base's history", _mul_through_a_view_not_recorded_in_the_base),
+    Mutant("add_out_keeps_version", ("INPLACE-4",), "torch.add(..., out=t) writes into t without incrementing its _version", _add_out_keeps_version),
 )
