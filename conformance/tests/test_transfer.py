@@ -9,9 +9,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, fail
-from conformance.strategies import ALL_DTYPES, DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, dtypes, shapes, tensors
+from conformance.strategies import ALL_DTYPES, COMPLEX_DTYPES, DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, dtypes, shapes, tensors
 
 NUMPY_DTYPES = tuple(d for d in ALL_DTYPES if d != torch.bfloat16)  # NumPy has no bfloat16
+
+#: How the tensor handed to a conversion is presented: as drawn, or (from a complex tensor) as a lazy
+#: view whose values torch resolves on conversion: a conjugate bit, or the negative bit of `.conj().imag`.
+PRESENTATIONS = {
+    "t": lambda t: t,
+    "t.conj() (conjugate bit)": lambda t: t.conj(),
+    "t.conj().imag (negative bit)": lambda t: t.conj().imag,
+}
+
+
+def _presented(data, device, presented: str, *, plain_dtypes=ALL_DTYPES) -> torch.Tensor:
+    """A tensor drawn from ``plain_dtypes`` as is, or a complex one presented as a lazy view."""
+    choices = plain_dtypes if presented == "t" else COMPLEX_DTYPES
+    return PRESENTATIONS[presented](_any_tensor(data, device, dtype=dtypes(choices)))
 
 
 def _any_tensor(data, device, *, dtype=dtypes(ALL_DTYPES), requires_grad=None):
@@ -132,13 +146,15 @@ def test_numpy_of_a_cpu_tensor_shares_memory(data):
 
 
 @pytest.mark.spec("XFER-8")
+@pytest.mark.parametrize("presented", list(PRESENTATIONS))
 @given(data=st.data())
-def test_numpy_force_converts_any_tensor(device, data):
-    t = _any_tensor(data, device, dtype=dtypes(NUMPY_DTYPES))
+def test_numpy_force_converts_any_tensor(device, presented, data):
+    t = _presented(data, device, presented, plain_dtypes=NUMPY_DTYPES)
     forced = t.numpy(force=True)
-    expected = t.detach().cpu().resolve_conj().numpy()
-    assert_equal((forced.dtype, forced.shape), (expected.dtype, expected.shape), clause="XFER-8", what="(dtype, shape) of t.numpy(force=True)")
-    assert_equal(np.array_equal(forced, expected, equal_nan=forced.dtype.kind in "fc"), True, clause="XFER-8", what="t.numpy(force=True) vs t.detach().cpu().numpy()")
+    expected = t.detach().cpu().resolve_conj().resolve_neg().numpy()  # the documented equivalent
+    what = f"t.numpy(force=True) of {presented}"
+    assert_equal((forced.dtype, forced.shape), (expected.dtype, expected.shape), clause="XFER-8", what=f"(dtype, shape) of {what}")
+    assert_equal(np.array_equal(forced, expected, equal_nan=forced.dtype.kind in "fc"), True, clause="XFER-8", what=f"{what} vs t.detach().cpu().resolve_conj().resolve_neg().numpy()")
 
 
 # ----------------------------------------------------------------------------- XFER-9, -10
@@ -205,9 +221,10 @@ def _flatten(value) -> list:
 
 
 @pytest.mark.spec("XFER-10")
+@pytest.mark.parametrize("presented", list(PRESENTATIONS))
 @given(data=st.data())
-def test_tolist_matches_the_shape(device, data):
-    t = _any_tensor(data, device)
+def test_tolist_matches_the_shape(device, presented, data):
+    t = _presented(data, device, presented)
     result = t.tolist()
     assert_equal(_matches_shape(result, tuple(t.shape)), True, clause="XFER-10", what=f"nesting of tolist() of shape {tuple(t.shape)}: {result!r}")
     elements = _flatten(result)
