@@ -49,6 +49,18 @@ def _data_assignment_drops_requires_grad(mp):
     mp.setattr(torch.Tensor, "data", property(lambda self: base_data.__get__(self), set_data))
 
 
+
+def _detach_in_place_leaves_non_leaves_attached(mp):
+    original = torch.Tensor.detach_
+
+    def detach_(self):
+        if self.requires_grad and not self.is_leaf and self._base is None:
+            return self  # the side effect is dropped: self still requires grad, with its grad_fn
+        return original(self)
+
+    mp.setattr(torch.Tensor, "detach_", detach_)
+
+
 MUTANTS = (
     Mutant("detach_copies", ("DETACH-1", "DETACH-3"), "Tensor.detach() returns a copy instead of sharing storage", _detach_copies),
     Mutant("data_is_tracked", ("DETACH-4",), "Tensor.data behaves like detach(): in-place changes are tracked", _data_is_tracked),
@@ -60,4 +72,11 @@ MUTANTS = (
     ),
     Mutant("detach_keeps_requires_grad", ("DETACH-2",), "Tensor.detach() of a tensor that requires grad returns a leaf that still requires grad", _detach_keeps_requires_grad),
     Mutant("data_assignment_drops_requires_grad", ("DETACH-6",), "`param.data = tensor` leaves the parameter with requires_grad=False", _data_assignment_drops_requires_grad),
+    Mutant(
+        "detach_in_place_leaves_non_leaves_attached",
+        ("DETACH-5",),
+        "y.detach_() on a non-leaf returns y still requiring grad, with its grad_fn (the symptom seen under torch.compile, reported in 2026)",
+        _detach_in_place_leaves_non_leaves_attached,
+        regression="https://github.com/pytorch/pytorch/issues/176854",
+    ),
 )
