@@ -25,7 +25,7 @@ from hypothesis.strategies import SearchStrategy
 from .ops import OPS, Op, OpForm
 from .strategies import REAL_DTYPES, as_strategy, broadcastable_shapes, shapes, tensors
 
-__all__ = ["GRAPH_DTYPES", "Graph", "Step", "graphs", "recorded_leaves"]
+__all__ = ["GRAPH_DTYPES", "Graph", "Step", "aliases_an_operand", "graphs", "recorded_leaves"]
 
 #: Dtypes random graphs are drawn in: every registry op supports them on every
 #: device and torch version the suite targets (half precision CPU kernels were
@@ -109,6 +109,7 @@ def graphs(
     dtype: torch.dtype | SearchStrategy[torch.dtype] = st.sampled_from(GRAPH_DTYPES),
     requires_grad: bool | SearchStrategy[bool] = st.booleans(),
     recording: bool = False,
+    computes: bool = False,
     min_leaves: int = 1,
     max_leaves: int = 3,
     min_steps: int = 1,
@@ -124,7 +125,9 @@ def graphs(
     consumes a leaf that requires grad (every registry op is differentiable, so
     in grad mode that step gets a ``grad_fn``).  Tests of what a mode does to
     recording need this: a program on leaves that do not require grad records
-    nothing in any mode, so it could not fail.
+    nothing in any mode, so it could not fail.  With ``computes=True`` the last
+    step computes a new tensor: neither a view nor one of its operands returned
+    as is (what clauses about "new results" speak of).
     """
     dtype_ = draw(as_strategy(dtype), label="graph dtype")
     device_ = draw(as_strategy(device), label="device")
@@ -148,8 +151,12 @@ def graphs(
         else:
             first = draw(st.integers(0, len(values) - 1), label=f"step {step_index} first operand")
         candidates = [op for op in ops if op.applicable(values[first])]
+        new_result_forms = None
+        if computes and step_index == n_steps - 1:
+            new_result_forms = {op.name: _forms_computing_anew(op, values[first]) for op in candidates}
+            candidates = [op for op in candidates if new_result_forms[op.name]]
         op = draw(st.sampled_from(candidates), label=f"step {step_index} op")
-        form = draw(st.sampled_from(op.forms), label=f"step {step_index} form")
+        form = draw(st.sampled_from(new_result_forms[op.name] if new_result_forms else op.forms), label=f"step {step_index} form")
         operands: tuple[int, ...] = (first,)
         if op.arity == 2:
             partners = [i for i, v in enumerate(values) if op.partner(values[first], v)]
@@ -157,6 +164,22 @@ def graphs(
         values.append(form(*(values[i] for i in operands)))
         graph.steps.append(Step(form, operands))
     return graph
+
+
+def aliases_an_operand(result: torch.Tensor, operands: Sequence[torch.Tensor]) -> bool:
+    """``result`` is one of ``operands`` returned as is, or a view of one (of its base): it shares their autograd metadata.
+
+    A view of a tensor the op made internally (``einsum`` returns one) is a new tensor.
+    """
+    bases = {id(t) for t in operands} | {id(t._base) for t in operands if t._base is not None}
+    return id(result) in bases or (result._base is not None and id(result._base) in bases)
+
+
+def _forms_computing_anew(op: Op, first: torch.Tensor) -> tuple[OpForm, ...]:
+    """The forms of ``op`` that, on ``first``, return a new tensor (binary ops always do; a unary form is tried)."""
+    if op.arity == 2:
+        return op.forms
+    return tuple(form for form in op.forms if not aliases_an_operand(form(first), (first,)))
 
 
 def recorded_leaves(tensor: torch.Tensor) -> list[torch.Tensor]:

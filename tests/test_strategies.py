@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from conformance.graphs import GRAPH_DTYPES, Graph, graphs, recorded_leaves
+from conformance.graphs import GRAPH_DTYPES, Graph, aliases_an_operand, graphs, recorded_leaves
 from conformance.ops import ops_by_name
 from conformance.strategies import (
     COMPLEX_DTYPES,
@@ -240,6 +240,17 @@ def test_recording_graphs_always_record_a_step(requires_grad):
         assert any(t.requires_grad for t in recorded[0].inputs), graph
 
     check()
+
+
+@settings(SEARCH, suppress_health_check=FAST.suppress_health_check)
+@given(graphs(requires_grad=True, computes=True))
+def test_computing_graphs_end_in_a_new_tensor(graph):
+    """``computes=True``: the last step's result is neither a view nor one of its operands, in any grad mode."""
+    for mode in (torch.no_grad, torch.enable_grad):
+        with mode():
+            last = list(graph.trace())[-1]
+        assert not aliases_an_operand(last.output, last.inputs), graph
+        assert not any(last.output.untyped_storage().data_ptr() == t.untyped_storage().data_ptr() != 0 for t in last.inputs), graph
 
 
 @FAST
