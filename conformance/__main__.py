@@ -1,6 +1,6 @@
-"""``python -m conformance``: the report tools (summary, diff, matrix); see :mod:`conformance.cli`."""
+"""``python -m conformance``: the report tools (summary, diff, matrix); see :mod:`conformance.reporting.cli`."""
 
-from .cli import main
+from .reporting.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -16,9 +16,10 @@ import torch
 
 from . import __version__, profiles, state
 from .devices import DEFAULT_DEVICES, probe, resolve_requested
+from .environment import collect_environment
 from .expectations import DEFAULT_EXPECTATIONS, Expectation, ExpectationsError, load_expectations
-from .report import TestRecord, build_report, clause_outcomes, tally, write_json_atomically
-from .report_io import BASIS_MEANINGS, counts_phrase
+from .reporting.report import TestRecord, build_report, clause_outcomes, tally, write_json_atomically
+from .reporting.report_io import BASIS_MEANINGS, counts_phrase
 from .specs import SpecError, SpecRegistry, load_specs
 
 SPEC_MARKER = "spec"
@@ -210,12 +211,13 @@ class ConformanceRun:
             self.records.clear()  # the run never started: no report, no summary that reads as outcomes
             return
         if path and self.records:
+            device_status = {name: probe(name) for name in self.devices}
             report = build_report(
                 self.registry,
                 self.records.values(),
                 devices=self.devices,
-                profile=self.profile,
-                seed=self.seed,
+                device_status=device_status,
+                environment=collect_environment(device_status, profile=self.profile, seed=self.seed),
                 exit_status=int(exitstatus),
                 expectations=self.expectations_summary(),
             )
@@ -228,7 +230,13 @@ class ConformanceRun:
     def pytest_terminal_summary(self, terminalreporter, config: pytest.Config) -> None:
         if not self.records:
             return
-        outcomes = clause_outcomes(self.registry, self.records.values(), self.devices)
+        outcomes = clause_outcomes(
+            self.registry,
+            self.records.values(),
+            self.devices,
+            torch_version=torch.__version__,
+            device_status={name: probe(name) for name in self.devices},
+        )
         write = terminalreporter.write_line
         terminalreporter.section("autograd conformance")
         for cid, per_device in outcomes.items():

@@ -28,7 +28,7 @@ from packaging.version import Version
 # ``documented`` -- a PyTorch docs sentence, cited in its Source, states it; ``observed`` -- torch does it,
 # but no docs sentence says so (an exception type or a warning no doc gives, an implementation detail, a
 # seed article's observation); ``deprecated`` -- it is about an API the docs call deprecated or say will change.
-from .report_io import BASES
+from .reporting.report_io import BASES
 
 __all__ = [
     "BASES",

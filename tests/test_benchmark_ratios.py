@@ -30,7 +30,7 @@ from conformance.benchmarks.ratios import (
     render_ratio_changes,
     render_ratios,
 )
-from conformance.cli import main
+from conformance.reporting.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

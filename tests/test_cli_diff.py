@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from conformance.cli import main
-from conformance.diff import classify, diff_reports
+from conformance.reporting.cli import main
+from conformance.reporting.diff import classify, diff_reports
 from tests.report_fixtures import (
     absent_device,
     clause,

@@ -1,6 +1,6 @@
 """The report-reading tools: ``python -m conformance summary | matrix`` and the loader behind all three.
 
-Most tests call :func:`conformance.cli.main` in-process with reports built by
+Most tests call :func:`conformance.reporting.cli.main` in-process with reports built by
 ``tests/report_fixtures.py``; a few read the hand-written files in
 ``tests/fixtures/reports/`` and one runs ``python -m conformance`` in a
 subprocess.  ``diff`` has its own module, ``tests/test_cli_diff.py``.
@@ -18,9 +18,9 @@ from pathlib import Path
 import hypothesis
 import pytest
 
-from conformance import report_io
-from conformance.cli import main
-from conformance.report_io import ReportError, load_report
+from conformance.reporting import report_io
+from conformance.reporting.cli import main
+from conformance.reporting.report_io import ReportError, load_report
 from tests.report_fixtures import (
     absent_device,
     clause,
@@ -189,8 +189,27 @@ def test_accessors_key_records_by_clause_and_device():
 
 
 def test_report_tools_do_not_import_torch():
-    """The gate job reads reports on a machine without torch; the writer takes the schema constants from report_io."""
-    probe = "import sys, conformance.cli; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
+    """The gate job reads reports on a machine without torch; the writer takes the schema constants from report_io.
+
+    Every module of ``conformance.reporting`` (the report builder included: the
+    plugin hands it the device status and the environment as data) and
+    ``python -m conformance`` import no torch, and nothing of the suite above
+    them (the plugin, devices, specs; only the benchmark ratios, for ``ratios``).
+    """
+    probe = "\n".join(
+        [
+            "import importlib, pkgutil, sys",
+            "import conformance.reporting as reporting",
+            "names = [m.name for m in pkgutil.iter_modules(reporting.__path__, 'conformance.reporting.')]",
+            "assert 'conformance.reporting.report' in names, names",
+            "for name in [*names, 'conformance.__main__']:",
+            "    importlib.import_module(name)",
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)",
+            "above = [m for m in sys.modules if m.startswith('conformance.')",
+            "         and not m.startswith(('conformance.reporting', 'conformance.benchmarks')) and m != 'conformance.__main__']",
+            "assert not above, sorted(above)",
+        ]
+    )
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance.cli import build_parser
+from conformance.reporting.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -95,7 +95,7 @@ VERSION_SPLIT_CLAUSES = {"ACCUM-6", "ACCUM-7", "HOOK-13", "HOOK-14", "XFER-11", 
 
 
 def test_committed_matrix_is_rebuilt_from_the_committed_reports(tmp_path):
-    from conformance.cli import main
+    from conformance.reporting.cli import main
 
     assert len(REPORTS) == 17, "one report per tox torch environment"
     out = tmp_path / "matrix.md"
@@ -106,8 +106,8 @@ def test_committed_matrix_is_rebuilt_from_the_committed_reports(tmp_path):
 
 
 def test_oldest_to_newest_torch_diff_is_exactly_the_version_split_clauses():
-    from conformance.diff import diff_reports
-    from conformance.report_io import load_report, torch_sort_key, torch_version
+    from conformance.reporting.diff import diff_reports
+    from conformance.reporting.report_io import load_report, torch_sort_key, torch_version
 
     ordered = sorted((load_report(p) for p in REPORTS), key=lambda report: torch_sort_key(torch_version(report)))
     oldest, newest = ordered[0], ordered[-1]

@@ -435,8 +435,8 @@ def test_terminal_summary_says_when_a_violated_clause_is_only_observed(suite):
 
 def test_terminal_counts_list_outcomes_in_the_report_order_failed_first(suite):
     """The end-of-run counts line and ``summary`` list outcomes in one order: report_io.OUTCOMES."""
-    from conformance.render import render_summary
-    from conformance.report_io import OUTCOMES, counts_phrase, load_report
+    from conformance.reporting.render import render_summary
+    from conformance.reporting.report_io import OUTCOMES, counts_phrase, load_report
 
     suite.write_tests(REPORT_TESTS)
     result = suite.run("--device", "cpu", "--conformance-report=r.json")
@@ -742,7 +742,7 @@ def test_report_environment_describes_the_run(suite):
 
 
 def test_interrupted_write_leaves_the_previous_report_intact(tmp_path, monkeypatch):
-    from conformance.report import write_json_atomically
+    from conformance.reporting.report import write_json_atomically
 
     target = tmp_path / "report.json"
     write_json_atomically(target, {"schema_version": 1, "run": "previous"})
@@ -750,7 +750,7 @@ def test_interrupted_write_leaves_the_previous_report_intact(tmp_path, monkeypat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("conformance.report_io.os.replace", interrupted)  # Ctrl-C after the data, before the rename
+    monkeypatch.setattr("conformance.reporting.report_io.os.replace", interrupted)  # Ctrl-C after the data, before the rename
     with pytest.raises(KeyboardInterrupt):
         write_json_atomically(target, {"schema_version": 1, "run": "new"})
     assert json.loads(target.read_text()) == {"schema_version": 1, "run": "previous"}

@@ -5,7 +5,7 @@ a heading with the environment, the verdict, then clause tables grouped by spec
 area.  Devices on which every clause was skipped (the device was absent) get no
 column; a note says so instead.
 
-The inputs are reports as returned by :func:`conformance.report_io.load_report`.
+The inputs are reports as returned by :func:`conformance.reporting.report_io.load_report`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-from .benchmarks.ratios import (
+from ..benchmarks.ratios import (
     BenchmarkFileError,
     compare_ratios,
     load_benchmarks,

@@ -1,5 +1,8 @@
 """Clause-by-clause outcomes of a run, and the JSON report built from them.
 
+This module imports no torch: the plugin probes the devices and collects the
+environment (:mod:`conformance.environment`) and hands both in.
+
 The report's layout is documented in ``docs/report-schema.md`` (schema version
 :data:`REPORT_SCHEMA_VERSION`); change that document with this module.
 
@@ -17,32 +20,61 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping, Protocol
 
-import hypothesis
-import torch
-
-from . import __version__
-from .devices import DeviceStatus, probe
+from .. import __version__
 from .report_io import OUTCOMES, REPORT_SCHEMA, REPORT_SCHEMA_VERSION, count_outcomes, write_text_atomically  # the reader owns the schema
-from .specs import Clause
 
 __all__ = [
     "DEVICE_INDEPENDENT",
+    "ClauseLike",
+    "DeviceAvailability",
     "OUTCOMES",
     "REPORT_SCHEMA",
     "REPORT_SCHEMA_VERSION",
     "TestRecord",
     "build_report",
     "clause_outcomes",
-    "collect_environment",
     "tally",
     "write_json_atomically",
 ]
+
+class DeviceAvailability(Protocol):
+    """Whether a device could be used, and why not (:class:`conformance.devices.DeviceStatus` is one)."""
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class ClauseLike(Protocol):
+    """What the builder reads of a clause (:class:`conformance.specs.Clause` is one)."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...  # the spec file; its stem is the clause's area
+
+    @property
+    def area(self) -> str: ...  # the spec file's title
+
+    @property
+    def versions(self) -> object: ...  # the version range, shown with str()
+
+    @property
+    def basis(self) -> str: ...
+
+    @property
+    def basis_note(self) -> str: ...
+
+    def applies_to(self, torch_version: str) -> bool: ...
+
 
 #: the ``device`` of tests without a ``device`` argument (behaviour that does not depend on one)
 DEVICE_INDEPENDENT = None
@@ -74,14 +106,18 @@ def _outcome_of(records: list[TestRecord]) -> tuple[str, str, str]:
 
 
 def clause_outcomes(
-    clauses: Mapping[str, Clause],
+    clauses: Mapping[str, ClauseLike],
     records: Iterable[TestRecord],
     devices: Iterable[str],
     *,
-    torch_version: str = torch.__version__,
-    device_status: Callable[[str], DeviceStatus] = probe,
+    torch_version: str,
+    device_status: Mapping[str, DeviceAvailability],
 ) -> dict[str, dict[str, dict]]:
     """``{clause id: {device: outcome record}}`` for every clause, over the run's devices.
+
+    ``torch_version`` is the installed torch's (a clause's version range is
+    checked against it); ``device_status`` says, for each of ``devices``, whether
+    it was available (the plugin probes the devices: this module knows no torch).
 
     A device's record is built from the clause's tests on that device plus its
     device-independent tests; a device with neither has no record. On an
@@ -101,7 +137,7 @@ def clause_outcomes(
             behind = tests_by_device.get(device_name, []) + shared
             if not behind:
                 continue
-            status = device_status(device_name)
+            status = device_status[device_name]
             if not clause.applies_to(torch_version):
                 outcome, reason, message = (
                     "not applicable",
@@ -127,62 +163,26 @@ def tally(outcomes: Mapping[str, Mapping[str, dict]], device: str) -> dict[str, 
     return count_outcomes([per_device[device] for per_device in outcomes.values() if device in per_device])
 
 
-def _device_entry(name: str) -> dict:
-    status = probe(name)
-    entry = {"available": status.available, "reason": status.reason, "name": None}
-    if not status.available:
-        return entry
-    kind = torch.device(name).type
-    if kind == "cpu":
-        entry["name"] = platform.processor() or platform.machine() or None
-    elif kind == "cuda":
-        entry["name"] = torch.cuda.get_device_name(torch.device(name))
-    return entry
-
-
-def collect_environment(devices: Iterable[str], *, profile: str, seed: object = None) -> dict:
-    """What ran: torch build, accelerator libraries, Python, platform, hypothesis settings."""
-    try:
-        import numpy
-
-        numpy_version = numpy.__version__
-    except ImportError:  # pragma: no cover - numpy is a dependency, but torch runs without it
-        numpy_version = None
-    devices = list(devices)
-    cuda_present = any(torch.device(d).type == "cuda" and probe(d).available for d in devices)
-    return {
-        "torch": torch.__version__,
-        "torch_git": getattr(torch.version, "git_version", None),
-        "torch_debug": bool(getattr(torch.version, "debug", False)),
-        "torch_cuda": torch.version.cuda,
-        "torch_hip": getattr(torch.version, "hip", None),
-        # cuDNN is only loaded (never a device initialised) when a CUDA device is in use anyway.
-        "cudnn": torch.backends.cudnn.version() if cuda_present else None,
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "numpy": numpy_version,
-        "hypothesis": hypothesis.__version__,
-        "hypothesis_profile": profile,
-        "hypothesis_seed": None if seed is None else str(seed),
-        "hypothesis_derandomize": bool(hypothesis.settings.get_profile(profile).derandomize),
-        "device_status": {name: _device_entry(name) for name in devices},
-    }
-
-
 def build_report(
-    clauses: Mapping[str, Clause],
+    clauses: Mapping[str, ClauseLike],
     records: Iterable[TestRecord],
     *,
     devices: list[str],
-    profile: str,
-    seed: object = None,
+    device_status: Mapping[str, DeviceAvailability],
+    environment: dict,
     exit_status: int = 0,
     expectations: dict | None = None,
 ) -> dict:
+    """The report of a run (``docs/report-schema.md``).
+
+    The caller finds out what needs torch and hands it in as data: whether each
+    of ``devices`` is available (``device_status``) and what ran (``environment``,
+    the report's ``environment`` object, its ``torch`` the installed version; see
+    :func:`conformance.environment.collect_environment`).
+    """
     records = list(records)
-    outcomes = clause_outcomes(clauses, records, devices)
+    torch_version = environment["torch"]
+    outcomes = clause_outcomes(clauses, records, devices, torch_version=torch_version, device_status=device_status)
     violated = any(r["outcome"] == "failed" for per_device in outcomes.values() for r in per_device.values())
     return {
         "schema": REPORT_SCHEMA,
@@ -191,7 +191,7 @@ def build_report(
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "exit_status": int(exit_status),
         "verdict": "violated" if violated else "conforms",
-        "environment": collect_environment(devices, profile=profile, seed=seed),
+        "environment": environment,
         "devices": list(devices),
         "totals": {device_name: tally(outcomes, device_name) for device_name in devices},
         "clauses": [
@@ -201,7 +201,7 @@ def build_report(
                 "area": clause.path.stem,
                 "area_title": clause.area,
                 "versions": str(clause.versions) or "any",
-                "applies": clause.applies_to(torch.__version__),
+                "applies": clause.applies_to(torch_version),
                 "basis": clause.basis,
                 "basis_note": clause.basis_note,
                 "devices": outcomes[cid],
