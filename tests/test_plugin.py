@@ -435,7 +435,7 @@ def test_terminal_summary_says_when_a_violated_clause_is_only_observed(suite):
 
 def test_terminal_counts_list_outcomes_in_the_report_order_failed_first(suite):
     """The end-of-run counts line and ``summary`` list outcomes in one order: report_io.OUTCOMES."""
-    from conformance.reporting.render import render_summary
+    from conformance.reporting.summary import render_summary
     from conformance.reporting.report_io import OUTCOMES, counts_phrase, load_report
 
     suite.write_tests(REPORT_TESTS)

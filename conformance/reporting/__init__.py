@@ -7,7 +7,10 @@ the plugin and handed in as data.
 
 * :mod:`.report` -- clause-by-clause outcomes of a run and the report built from them;
 * :mod:`.report_io` -- reading reports back (``docs/report-schema.md``), the schema's vocabulary;
-* :mod:`.render` -- Markdown and HTML views: ``summary`` of one report, ``matrix`` of several;
+* :mod:`.markdown` -- Markdown building blocks the views share: escaping, tables, outcome symbols, legend;
+* :mod:`.summary` -- ``summary``: the Markdown view of one report;
+* :mod:`.matrix` -- ``matrix``: several reports side by side (the :class:`~.matrix.Matrix` and its Markdown table);
+* :mod:`.matrix_html` -- ``matrix --format html``: the same as one HTML page;
 * :mod:`.diff` -- comparing two reports clause by clause;
 * :mod:`.cli` -- ``python -m conformance summary|diff|matrix|ratios``.
 

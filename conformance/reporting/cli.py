@@ -33,8 +33,10 @@ from ..benchmarks.ratios import (
     render_ratios,
 )
 from .diff import diff_reports, render_diff
-from .render import render_matrix, render_matrix_html, render_summary
+from .matrix import render_matrix
+from .matrix_html import render_matrix_html
 from .report_io import ReportError, load_report, write_text_atomically
+from .summary import render_summary
 
 __all__ = ["build_parser", "main"]
 

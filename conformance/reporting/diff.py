@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .render import OUTCOME_SYMBOLS, basis_remark, code_span, md_text, plural, table
+from .markdown import OUTCOME_SYMBOLS, basis_remark, code_span, md_text, plural, table
 from .report_io import (
     ReportError,
     basis_of,
