@@ -476,16 +476,37 @@ def test_seed_sgd_step_with_lr_1_subtracts_the_gradient(device, dtype, data):
         assert_close(param, want, clause="MODULE-11", what=f"{name} (initialised to 0.1) after SGD(lr=1.0).step(): old - grad", **_exact_on_cpu(device))
 
 
+def _closure(optimizer, compute_loss):
+    def closure():
+        optimizer.zero_grad()
+        loss = compute_loss()
+        loss.backward()
+        return loss
+
+    return closure
+
+
+#: how a step gets its gradient: form -> fn(optimizer, compute_loss) computing it and stepping
+STEP_FORMS = {
+    "loss.backward(); optimizer.step()": lambda optimizer, compute_loss: (compute_loss().backward(), optimizer.step()),
+    "optimizer.step(closure)": lambda optimizer, compute_loss: optimizer.step(_closure(optimizer, compute_loss)),
+}
+
+
 @pytest.mark.spec("MODULE-11")
+@pytest.mark.parametrize("form", sorted(STEP_FORMS))
 @given(data=st.data())
-def test_sgd_step_subtracts_lr_times_the_gradient(device, data):
+def test_sgd_step_subtracts_lr_times_the_gradient(device, form, data):
     net = draw_mlp(data, device)
-    _loss(net, _batch(data, net, device)).backward()
+    batch = _batch(data, net, device)
     lr = data.draw(st.floats(1e-4, 10.0), label="lr")
-    before, grads = _snapshot(net.parameters()), _snapshot(p.grad for p in net.parameters())
-    torch.optim.SGD(net.parameters(), lr=lr).step()
-    for (name, param), old, grad in zip(net.named_parameters(), before, grads):
-        assert_close(param, old - lr * grad, clause="MODULE-11", what=f"{name} after SGD(lr={lr}).step(): old - lr * grad")
+    before = _snapshot(net.parameters())
+    STEP_FORMS[form](torch.optim.SGD(net.parameters(), lr=lr), lambda: _loss(net, batch))
+    for (name, param), old in zip(net.named_parameters(), before):
+        what = f"{name} after `{form}` with SGD(lr={lr})"
+        if param.grad is None:
+            fail("MODULE-11", f"{what}: the parameter has no gradient to step with")
+        assert_close(param, old - lr * param.grad, clause="MODULE-11", what=f"{what}: old - lr * grad")
 
 
 @pytest.mark.spec("MODULE-12")

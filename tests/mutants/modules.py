@@ -181,6 +181,11 @@ def _sgd_maximizes_by_default(mp):
     mp.setattr(torch.optim.SGD, "__init__", init)
 
 
+def _sgd_step_ignores_closure(mp):
+    original = torch.optim.SGD.step
+    mp.setattr(torch.optim.SGD, "step", lambda self, closure=None: original(self))
+
+
 def _zero_grad_ignores_set_to_none_false(mp):
     original = torch.optim.Optimizer.zero_grad
     mp.setattr(torch.optim.Optimizer, "zero_grad", lambda self, set_to_none=True: original(self, True))
@@ -251,6 +256,7 @@ MUTANTS = (
         _optimizer_adopts_the_whole_module,
     ),
     Mutant("sgd_maximizes_by_default", ("MODULE-11", "MODULE-12"), "torch.optim.SGD defaults to maximize=True: step() adds lr * grad", _sgd_maximizes_by_default),
+    Mutant("sgd_step_ignores_closure", ("MODULE-11",), "SGD.step(closure) never calls the closure: it steps with whatever .grad holds", _sgd_step_ignores_closure),
     Mutant(
         "zero_grad_ignores_set_to_none_false",
         ("MODULE-13",),
