@@ -13,7 +13,7 @@ from conformance.assertions import assert_close, assert_equal, assert_grad_mode,
 from conformance.factories import REQUIRES_GRAD_FACTORIES, create_like
 from conformance.graphs import aliases_an_operand, graphs
 from conformance.modes import ENABLE_GRAD, INFERENCE_MODE, INFERENCE_MODE_OFF, NO_GRAD, NO_GRAD_DECORATORS, SET_GRAD_DISABLED
-from conformance.strategies import tensors, vacuous
+from conformance.strategies import REAL_DTYPES, dtypes, tensors, vacuous
 
 
 def _is_alias(step) -> bool:
@@ -282,7 +282,7 @@ def test_grad_mode_is_thread_local(device, form):
 @pytest.mark.parametrize("factory", REQUIRES_GRAD_FACTORIES)
 @given(data=st.data())
 def test_factory_requires_grad_true_under_no_grad(device, form, factory, data):
-    like = data.draw(tensors(dtype=st.sampled_from([torch.float32, torch.float64]), device=device, requires_grad=st.booleans()), label="tensor to make one like")
+    like = data.draw(tensors(dtype=dtypes(REAL_DTYPES), device=device, requires_grad=st.booleans()), label="tensor to make one like")
     made = NO_GRAD[form](lambda: create_like(factory, like, requires_grad=True))
     assert_requires_grad(made, True, clause="GRADMODE-11", what=f"{factory}(..., requires_grad=True) inside no_grad ({form})")
 

@@ -19,6 +19,7 @@ from conformance.strategies import (
     DIFFERENTIABLE_DTYPES,
     FLOATING_DTYPES,
     NON_DIFFERENTIABLE_DTYPES,
+    REAL_DTYPES,
     dtypes,
     shapes,
     tensors,
@@ -26,7 +27,6 @@ from conformance.strategies import (
 
 # ----------------------------------------------------------------------------- REQGRAD-1, -2, -3
 
-REAL_DTYPES = FLOATING_DTYPES[:2]  # every factory supports float32/float64 on every device
 
 
 @pytest.mark.spec("REQGRAD-1")
