@@ -43,7 +43,7 @@ from hypothesis import settings
 from _pytest.monkeypatch import derive_importpath
 from _pytest.runner import runtestprotocol
 
-from conformance import state as autograd_state
+from conformance.plugin import state as autograd_state
 from tests.mutants import MUTANTS, Mutant, load_mutation_profile
 
 SPEC_MARKER = "spec"
@@ -300,7 +300,7 @@ def _first_violation(message: str) -> str:
 
 
 def _clause_ids() -> list[str]:
-    from conformance.specs import load_specs
+    from conformance.spec.registry import load_specs
 
     return sorted(load_specs())
 

@@ -19,7 +19,7 @@ from conformance.assertions import (
     assert_warns,
     fail,
 )
-from conformance.devices import available_devices
+from conformance.plugin.devices import available_devices
 
 CLAUSE = "AREA-7"
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conformance.specs import load_specs
+from conformance.spec.registry import load_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Declared device rules (conformance/plugin.py): tests that check nothing on some device kinds.
+"""Declared device rules (conformance/plugin/__init__.py): tests that check nothing on some device kinds.
 
 ``@pytest.mark.devices(...)`` and ``@pytest.mark.needs_other_device(...)`` are
 turned into skips at collection, with a reason that says the test was not
@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from conformance.profiles import ENV_VAR
+from conformance.plugin.profiles import ENV_VAR
 from tests.test_plugin import Suite, clause_md
 
 NEEDS_OTHER_DEVICE = """

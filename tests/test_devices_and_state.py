@@ -1,4 +1,4 @@
-"""Device selection (conformance/devices.py) and the global-state snapshot (conformance/state.py)."""
+"""Device selection (conformance/plugin/devices.py) and the global-state snapshot (conformance/plugin/state.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conformance import devices, state
-from conformance.devices import DEFAULT_DEVICES, probe, resolve_requested
+from conformance.plugin import devices, state
+from conformance.plugin.devices import DEFAULT_DEVICES, probe, resolve_requested
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,8 +73,8 @@ def test_importing_the_plugin_does_not_initialise_cuda():
     script = textwrap.dedent(
         """
         import torch
-        import conformance.devices, conformance.plugin
-        from conformance.devices import probe
+        import conformance.plugin.devices, conformance.plugin
+        from conformance.plugin.devices import probe
         for name in ("cpu", "cuda", "cuda:1", "mps"):
             probe(name)
         print("initialised" if torch.cuda.is_initialized() else "clean")

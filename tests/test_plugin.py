@@ -1,4 +1,4 @@
-"""The pytest plugin (conformance/plugin.py), driven through ``pytester``.
+"""The pytest plugin (conformance/plugin/__init__.py), driven through ``pytester``.
 
 Each test writes a tiny spec directory and a conformance test module into the
 pytester directory and runs pytest on it in-process (fast: torch stays
@@ -15,7 +15,7 @@ import hypothesis
 import pytest
 import torch
 
-from conformance.profiles import ENV_VAR, selected_profile
+from conformance.plugin.profiles import ENV_VAR, selected_profile
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
 
@@ -692,8 +692,8 @@ def test_missing_expectations_file_is_a_usage_error(suite):
 
 
 def test_the_suites_own_expectations_file_is_valid_and_every_entry_has_a_reason():
-    from conformance.expectations import DEFAULT_EXPECTATIONS, load_expectations
-    from conformance.specs import load_specs
+    from conformance.spec.expectations import DEFAULT_EXPECTATIONS, load_expectations
+    from conformance.spec.registry import load_specs
 
     entries = load_expectations(DEFAULT_EXPECTATIONS, load_specs())
     assert entries, "the suite ships its known torch defects"
@@ -702,8 +702,8 @@ def test_the_suites_own_expectations_file_is_valid_and_every_entry_has_a_reason(
 
 
 def test_the_accum_2_entry_names_its_reproduction_range_and_device():
-    from conformance.expectations import DEFAULT_EXPECTATIONS, load_expectations
-    from conformance.specs import load_specs
+    from conformance.spec.expectations import DEFAULT_EXPECTATIONS, load_expectations
+    from conformance.spec.registry import load_specs
 
     (accum_2,) = [e for e in load_expectations(DEFAULT_EXPECTATIONS, load_specs()) if e.clause == "ACCUM-2"]
     assert (accum_2.torch, accum_2.devices, accum_2.issue) == (">=1.13.1", ("cpu",), None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conformance.specs import load_specs
+from conformance.spec.registry import load_specs
 
 CLAUSES = load_specs()
 

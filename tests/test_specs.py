@@ -1,4 +1,4 @@
-"""The spec parser and clause registry (conformance/specs.py)."""
+"""The spec parser and clause registry (conformance/spec/registry.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from conformance.specs import BASES, Clause, SpecError, SpecRegistry, default_specs_dir, load_specs, parse_spec_file
+from conformance.spec.registry import BASES, Clause, SpecError, SpecRegistry, default_specs_dir, load_specs, parse_spec_file
 
 URL = "https://pytorch.org/docs/stable/generated/torch.no_grad.html"
 SEED = "000_11918659c5b97dba.txt"

@@ -14,6 +14,6 @@ the plugin and handed in as data.
 * :mod:`.diff` -- comparing two reports clause by clause;
 * :mod:`.cli` -- ``python -m conformance summary|diff|matrix|ratios``.
 
-Importing this package imports none of them (``conformance.specs`` reads
+Importing this package imports none of them (``conformance.spec.registry`` reads
 :mod:`.report_io`'s vocabulary without pulling in the rest).
 """

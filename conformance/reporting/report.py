@@ -1,7 +1,7 @@
 """Clause-by-clause outcomes of a run, and the JSON report built from them.
 
 This module imports no torch: the plugin probes the devices and collects the
-environment (:mod:`conformance.environment`) and hands both in.
+environment (:mod:`conformance.plugin.environment`) and hands both in.
 
 The report's layout is documented in ``docs/report-schema.md`` (schema version
 :data:`REPORT_SCHEMA_VERSION`); change that document with this module.
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 class DeviceAvailability(Protocol):
-    """Whether a device could be used, and why not (:class:`conformance.devices.DeviceStatus` is one)."""
+    """Whether a device could be used, and why not (:class:`conformance.plugin.devices.DeviceStatus` is one)."""
 
     @property
     def available(self) -> bool: ...
@@ -53,7 +53,7 @@ class DeviceAvailability(Protocol):
 
 
 class ClauseLike(Protocol):
-    """What the builder reads of a clause (:class:`conformance.specs.Clause` is one)."""
+    """What the builder reads of a clause (:class:`conformance.spec.registry.Clause` is one)."""
 
     @property
     def title(self) -> str: ...
@@ -178,7 +178,7 @@ def build_report(
     The caller finds out what needs torch and hands it in as data: whether each
     of ``devices`` is available (``device_status``) and what ran (``environment``,
     the report's ``environment`` object, its ``torch`` the installed version; see
-    :func:`conformance.environment.collect_environment`).
+    :func:`conformance.plugin.environment.collect_environment`).
     """
     records = list(records)
     torch_version = environment["torch"]

@@ -110,7 +110,7 @@ def _backward_passes(graph: Graph, passes: int, form: str) -> None:
 @pytest.mark.spec("ACCUM-2")
 @pytest.mark.parametrize("join", ["torch.stack([t0, t1])", "torch.cat([t0[None], t1[None]])"])
 def test_second_backward_on_zero_dim_leaves_with_aliased_grads(device, join):
-    """A known torch defect, listed in conformance/expectations.toml for the versions that show it."""
+    """A known torch defect, listed in conformance/spec/expectations.toml for the versions that show it."""
     t0 = torch.tensor(0.5, device=device, requires_grad=True)
     t1 = torch.tensor(0.7, device=device, requires_grad=True)
     make = (lambda: torch.stack([t0, t1])) if join.startswith("torch.stack") else (lambda: torch.cat([t0[None], t1[None]]))

@@ -14,19 +14,20 @@ import hypothesis
 import pytest
 import torch
 
-from . import __version__, profiles, state
+from .. import __version__
+from . import profiles, state
 from .devices import DEFAULT_DEVICES, probe, resolve_requested
 from .environment import collect_environment
-from .expectations import DEFAULT_EXPECTATIONS, Expectation, ExpectationsError, load_expectations
-from .reporting.report import TestRecord, build_report, clause_outcomes, tally, write_json_atomically
-from .reporting.report_io import BASIS_MEANINGS, counts_phrase
-from .specs import SpecError, SpecRegistry, load_specs
+from ..spec.expectations import DEFAULT_EXPECTATIONS, Expectation, ExpectationsError, load_expectations
+from ..reporting.report import TestRecord, build_report, clause_outcomes, tally, write_json_atomically
+from ..reporting.report_io import BASIS_MEANINGS, counts_phrase
+from ..spec.registry import SpecError, SpecRegistry, load_specs
 
 SPEC_MARKER = "spec"
 DEFAULT_REPORT = "conformance-report.json"
-_PACKAGE_TESTS = Path(__file__).resolve().parent / "tests"
+_PACKAGE_TESTS = Path(__file__).resolve().parent.parent / "tests"
 #: Benchmarks cite clauses like tests (checked the same way) but have no outcome in the report.
-_PACKAGE_BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
+_PACKAGE_BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 # ----------------------------------------------------------------------------- options
@@ -61,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--expectations",
         metavar="PATH",
         help="TOML file of known failures per torch version and device, reported as 'known failure' "
-        "instead of failing the run (default: the suite's own conformance/expectations.toml, "
+        "instead of failing the run (default: the suite's own conformance/spec/expectations.toml, "
         "unless --specs-dir points at other specs; an empty value reads none)",
     )
     group.addoption(

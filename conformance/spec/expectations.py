@@ -25,7 +25,7 @@ versions and devices it was seen, so that nobody keeps it forever by accident.
 A missing or malformed field is an :class:`ExpectationsError` (a usage error of
 the run) naming the entry and the field.
 
-The suite ships ``conformance/expectations.toml`` with the torch defects it
+The suite ships ``conformance/spec/expectations.toml`` with the torch defects it
 found; ``--expectations PATH`` reads another file instead, ``--expectations=``
 reads none.
 """

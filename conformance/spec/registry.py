@@ -28,7 +28,7 @@ from packaging.version import Version
 # ``documented`` -- a PyTorch docs sentence, cited in its Source, states it; ``observed`` -- torch does it,
 # but no docs sentence says so (an exception type or a warning no doc gives, an implementation detail, a
 # seed article's observation); ``deprecated`` -- it is about an API the docs call deprecated or say will change.
-from .reporting.report_io import BASES
+from ..reporting.report_io import BASES
 
 __all__ = [
     "BASES",
@@ -126,7 +126,7 @@ class SpecRegistry(Mapping[str, Clause]):
 
 def default_specs_dir() -> Path:
     """The repository's ``specs/`` in a checkout, else the copy shipped in the wheel."""
-    package_dir = Path(__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parent.parent  # conformance/
     for candidate in (package_dir.parent / "specs", package_dir / "_specs"):
         if candidate.is_dir():
             return candidate

@@ -31,7 +31,7 @@ def _device_entry(name: str, status: DeviceStatus) -> dict:
 
 
 def collect_environment(device_status: Mapping[str, DeviceStatus], *, profile: str, seed: object = None) -> dict:
-    """The report's ``environment``; ``device_status``: the run's devices, as probed (:func:`conformance.devices.probe`)."""
+    """The report's ``environment``; ``device_status``: the run's devices, as probed (:func:`conformance.plugin.devices.probe`)."""
     try:
         import numpy
 

@@ -1,0 +1,1 @@
+"""The spec registry: clauses parsed from ``specs/*.md`` (``registry``), and known failures (``expectations``)."""
