@@ -54,7 +54,7 @@ def benchmark_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) ->
     """A throwaway benchmarks directory that the plugin treats as the suite's own."""
     directory = pytester.path / "benchmarks"
     directory.mkdir()
-    monkeypatch.setattr(conformance.plugin, "_PACKAGE_BENCHMARKS", directory.resolve())
+    monkeypatch.setattr(conformance.plugin.run_state, "PACKAGE_BENCHMARKS", directory.resolve())
     return directory
 
 

@@ -1,13 +1,16 @@
-"""The pytest plugin: clause citations, device parametrization, state guard, report.
+"""The pytest plugin: options, the run's setup, device parametrization, state guard.
 
 Loaded by the repository's top-level ``conftest.py``; for an installed copy run
-``pytest -p conformance.plugin --pyargs conformance.tests``.
+``pytest -p conformance.plugin --pyargs conformance.tests``.  Its parts, each
+registered for the session by ``pytest_configure``: ``collection.py`` (citations,
+--clause, version ranges, known failures marked), ``recording.py`` (each test's
+outcome), ``known_failures.py`` (stale expectations), ``verdict.py`` (the report
+and the verdict), ``device_rules.py`` (declared device rules); the state they
+share is ``run_state.RunState``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import hypothesis
@@ -16,18 +19,19 @@ import torch
 
 from .. import __version__
 from . import profiles, state
+from ..spec.expectations import DEFAULT_EXPECTATIONS, ExpectationsError, load_expectations
+from ..spec.registry import SpecError, load_specs
+from .collection import CollectionRules
+from .device_rules import (  # noqa: F401 (hook implementations, registered with this module)
+    pytest_collection_modifyitems_device_rules,
+    pytest_configure_device_rules,
+)
 from .devices import DEFAULT_DEVICES, probe, resolve_requested
-from .environment import collect_environment
-from ..spec.expectations import DEFAULT_EXPECTATIONS, Expectation, ExpectationsError, load_expectations
-from ..reporting.report import TestRecord, build_report, clause_outcomes, tally, write_json_atomically
-from ..reporting.report_io import BASIS_MEANINGS, counts_phrase
-from ..spec.registry import SpecError, SpecRegistry, load_specs
+from .recording import OutcomeRecorder
+from .run_state import PACKAGE_TESTS, SPEC_MARKER, RunState
+from .verdict import ReportAndVerdict
 
-SPEC_MARKER = "spec"
 DEFAULT_REPORT = "conformance-report.json"
-_PACKAGE_TESTS = Path(__file__).resolve().parent.parent / "tests"
-#: Benchmarks cite clauses like tests (checked the same way) but have no outcome in the report.
-_PACKAGE_BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 # ----------------------------------------------------------------------------- options
@@ -84,214 +88,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # ----------------------------------------------------------------------------- the run
 
 
-@dataclass(eq=False)  # hashable by identity: pytest keeps plugins in sets
-class ConformanceRun:
-    """Per-session state; registered as a plugin so its hooks see the run."""
-
-    registry: SpecRegistry
-    devices: list[str]
-    explicit_devices: bool
-    profile: str
-    clause_filter: frozenset[str]
-    conformance_roots: list[Path]
-    expectations: list[Expectation] = field(default_factory=list)  # those in force for this torch
-    expectations_path: Path | None = None
-    seed: object = None
-    records: dict[str, TestRecord] = field(default_factory=dict)
-    citations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    expected_failures: dict[Expectation, list[str]] = field(default_factory=lambda: defaultdict(list))
-    report_path: Path | None = None
-
-    def is_conformance_test(self, item: pytest.Item) -> bool:
-        return _under(item, self.conformance_roots)
-
-    def is_benchmark(self, item: pytest.Item) -> bool:
-        return _under(item, [_PACKAGE_BENCHMARKS])
-
-    @pytest.hookimpl(tryfirst=True)  # see every collected item, before -k/-m deselect some
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        problems: list[str] = []
-        keep: list[pytest.Item] = []
-        deselected: list[pytest.Item] = []
-        for item in items:
-            conformance_test = self.is_conformance_test(item)
-            if not conformance_test and not self.is_benchmark(item):
-                keep.append(item)
-                continue
-            clause_ids = tuple(dict.fromkeys(arg for mark in item.iter_markers(SPEC_MARKER) for arg in mark.args))
-            unknown = [cid for cid in clause_ids if cid not in self.registry]
-            if not clause_ids:
-                kind = "conformance test" if conformance_test else "benchmark"
-                problems.append(f"{item.nodeid}: {kind} cites no clause (add @pytest.mark.spec('AREA-N'))")
-                continue
-            if unknown:
-                problems.append(f"{item.nodeid}: cites unknown clause ID(s) {', '.join(unknown)}")
-                continue
-            if conformance_test:
-                for cid in clause_ids:
-                    self.citations[cid].append(item.nodeid)
-            if self.clause_filter and not self.clause_filter.intersection(clause_ids):
-                deselected.append(item)
-                continue
-            excluded = [self.registry[cid] for cid in clause_ids if not self.registry[cid].applies_to(torch.__version__)]
-            if excluded:
-                reason = "; ".join(f"{c.id} applies to torch {c.versions}, installed torch is {torch.__version__}" for c in excluded)
-                item.add_marker(pytest.mark.skip(reason=reason))
-            if not conformance_test:  # a benchmark: timed, not judged
-                keep.append(item)
-                continue
-            callspec = getattr(item, "callspec", None)
-            device_name = callspec.params.get("device") if callspec else None
-            self.records[item.nodeid] = TestRecord(item.nodeid, clause_ids, device_name)
-            if not excluded:
-                self._mark_expected_failures(item, clause_ids, device_name)
-            keep.append(item)
-        if problems:
-            raise pytest.UsageError("invalid clause citations:\n  " + "\n  ".join(problems))
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            items[:] = keep
-
-    def _mark_expected_failures(self, item: pytest.Item, clause_ids: tuple[str, ...], device_name: str | None) -> None:
-        matching = [e for e in self.expectations if e.matches(item.nodeid, clause_ids, device_name)]
-        for expectation in matching:
-            self.expected_failures[expectation].append(item.nodeid)
-        if matching:
-            reason = "; ".join(f"{e.clause} expected to fail: {e.reason} [{e.source}]" for e in matching)
-            item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
-
-    def stale_expectations(self) -> list[tuple[Expectation, str]]:
-        """Entries in force that matched no failing test: ``(entry, why it is stale)``."""
-        stale = []
-        for expectation in self.expectations:
-            if self.clause_filter and expectation.clause not in self.clause_filter:
-                continue  # its tests were not selected: nothing to say
-            matched = [self.records[n] for n in self.expected_failures.get(expectation, []) if n in self.records]
-            outcomes = {record.outcome for record in matched}
-            if expectation.devices and not set(expectation.devices) & set(self.devices):
-                continue  # none of its devices is in this run
-            if expectation.clause not in self.citations:
-                continue  # no test of its clause was collected (a subset of the files ran): nothing to say
-            if not matched:
-                stale.append((expectation, "it matches no collected test"))
-            elif "known failure" not in outcomes and "passed" in outcomes:
-                stale.append((expectation, "its tests passed: the failure is gone, remove the entry"))
-        return stale
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = self.records.get(report.nodeid)
-        if record is None:
-            return
-        if report.failed:
-            if record.outcome not in ("failed", "error"):
-                record.outcome = "failed" if report.when == "call" else "error"
-                record.message = _failure_message(report)
-        elif report.skipped and hasattr(report, "wasxfail"):
-            record.outcome = "known failure"
-            record.message = report.wasxfail
-        elif report.skipped:
-            if record.outcome == "not run":
-                record.outcome = "skipped"
-                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-                record.message = reason.removeprefix("Skipped: ")
-        elif report.when == "call" and record.outcome == "not run":
-            record.outcome = "passed"
-
-    def expectations_summary(self) -> dict:
-        return {
-            "path": str(self.expectations_path) if self.expectations_path else None,
-            "applied": [
-                {**e.to_json(), "source": e.source, "matched": self.expected_failures.get(e, [])} for e in self.expectations
-            ],
-            "stale": [{**e.to_json(), "source": e.source, "why": why} for e, why in self.stale_expectations()],
-        }
-
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        path = session.config.getoption("conformance_report")
-        if exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
-            self.records.clear()  # the run never started: no report, no summary that reads as outcomes
-            return
-        if path and self.records:
-            device_status = {name: probe(name) for name in self.devices}
-            report = build_report(
-                self.registry,
-                self.records.values(),
-                devices=self.devices,
-                device_status=device_status,
-                environment=collect_environment(device_status, profile=self.profile, seed=self.seed),
-                exit_status=int(exitstatus),
-                expectations=self.expectations_summary(),
-            )
-            target = Path(path)
-            if not target.is_absolute():
-                target = session.config.invocation_params.dir / target
-            write_json_atomically(target, report)
-            self.report_path = target
-
-    def pytest_terminal_summary(self, terminalreporter, config: pytest.Config) -> None:
-        if not self.records:
-            return
-        outcomes = clause_outcomes(
-            self.registry,
-            self.records.values(),
-            self.devices,
-            torch_version=torch.__version__,
-            device_status={name: probe(name) for name in self.devices},
-        )
-        write = terminalreporter.write_line
-        terminalreporter.section("autograd conformance")
-        for cid, per_device in outcomes.items():
-            for device_name, result in per_device.items():
-                if result["outcome"] == "known failure":
-                    write(f"KNOWN FAILURE {cid} [{device_name}] {result['reason']}", yellow=True)
-                if result["outcome"] == "failed":
-                    clause = self.registry[cid]
-                    first_line = (result["message"].strip().splitlines() or [""])[0]
-                    remark = f" ({clause.basis}: {BASIS_MEANINGS[clause.basis]})" if clause.basis != "documented" else ""
-                    write(
-                        f"VIOLATED {cid} [{device_name}] {clause.title} ({clause.location}){remark}", red=True, bold=True
-                    )
-                    write(f"    {first_line}")
-        for expectation, why in self.stale_expectations():
-            write(f"STALE EXPECTATION {expectation.describe()}: {why}", yellow=True)
-        uncited = [cid for cid in self.registry if cid not in self.citations]
-        if uncited:
-            listing = ", ".join(uncited) if len(uncited) <= 10 or config.option.verbose > 0 else "(-v lists them)"
-            write(f"clauses cited by no collected test: {len(uncited)}: {listing}", yellow=True)
-        write(f"clauses on torch {torch.__version__}:")
-        verdicts = []
-        for device_name in self.devices:
-            status = probe(device_name)
-            if not status.available:
-                write(f"  {device_name}: skipped ({status.reason})", yellow=True)
-                continue
-            counts = tally(outcomes, device_name)
-            failed = counts.get("failed", 0) > 0
-            write(f"  {device_name}: {counts_phrase(counts)}", red=failed, green=not failed)
-            verdicts.append((device_name, failed, counts.get("failed", 0)))
-        if self.report_path is not None:
-            write(f"report: {self.report_path} (python -m conformance summary {self.report_path})")
-        violated = [f"{n} clause{'s' if n != 1 else ''} on {name}" for name, failed, n in verdicts if failed]
-        tested_on = ", ".join(name for name, _, _ in verdicts) or "no device"
-        if violated:
-            write(f"VERDICT: torch {torch.__version__} VIOLATES the spec: {'; '.join(violated)}", red=True, bold=True)
-        else:
-            write(f"VERDICT: torch {torch.__version__} conforms on {tested_on}", green=True, bold=True)
-
-
-def _under(item: pytest.Item, roots: list[Path]) -> bool:
-    path = Path(str(item.path)).resolve()
-    return any(root == path or root in path.parents for root in roots)
-
-
-def _failure_message(report: pytest.TestReport) -> str:
-    crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None:
-        return crash.message
-    return str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""
-
-
-_RUN = pytest.StashKey[ConformanceRun]()
+_RUN = pytest.StashKey[RunState]()
 
 
 # ----------------------------------------------------------------------------- setup
@@ -353,8 +150,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ExpectationsError as exc:
         raise pytest.UsageError(str(exc)) from None
 
-    roots = [Path(p).resolve() for p in config.getini("conformance_testpaths")] or [_PACKAGE_TESTS]
-    run = ConformanceRun(
+    roots = [Path(p).resolve() for p in config.getini("conformance_testpaths")] or [PACKAGE_TESTS]
+    run = RunState(
         registry,
         devices,
         explicit,
@@ -366,7 +163,8 @@ def pytest_configure(config: pytest.Config) -> None:
         seed=config.getoption("--hypothesis-seed", None),
     )
     config.stash[_RUN] = run
-    config.pluginmanager.register(run, "autograd-conformance-run")
+    for part in (CollectionRules(run), OutcomeRecorder(run), ReportAndVerdict(run)):
+        config.pluginmanager.register(part, f"autograd-conformance-{type(part).__name__}")
 
 
 def _expectations_path(config: pytest.Config) -> Path | None:
@@ -424,66 +222,3 @@ def _autograd_state_guard():
         )
 
 
-# ----------------------------------------------------------------------------- device rules
-#
-# Some tests (or some parametrized forms of a test) check nothing on some devices:
-# `t.cuda()` needs CUDA, `t.numpy()` refusing a non-CPU tensor needs one, and
-# `y.to(other device)` is a no-op on the CPU. They declare it, and the plugin
-# skips them at collection, so the report says "not exercised on cpu" instead of
-# a silent pass or a skip hidden in the test body.  The rules look only at the
-# device kind under test (torch.device(name).type), so a new device kind (an
-# emulated non-CPU device, a vendor backend) runs every "non-cpu" test.
-
-DEVICES_MARKER = "devices"
-NEEDS_OTHER_DEVICE_MARKER = "needs_other_device"
-#: In ``@pytest.mark.devices(...)``: every device kind but the CPU.
-NON_CPU = "non-cpu"
-
-
-def _kind_matches(kind: str, wanted: tuple[str, ...]) -> bool:
-    return any(kind != "cpu" if w == NON_CPU else kind == w for w in wanted)
-
-
-def device_rule_skip_reason(item: pytest.Item) -> str | None:
-    """Why a declared device rule keeps ``item`` from running on its device, or None if none does."""
-    callspec = getattr(item, "callspec", None)
-    device_name = callspec.params.get("device") if callspec else None
-    if device_name is None:
-        return None
-    try:
-        kind = torch.device(device_name).type
-    except (RuntimeError, ValueError):
-        return None  # not a device string: the device fixture reports it
-    for mark in item.iter_markers(DEVICES_MARKER):
-        if not mark.args:
-            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{DEVICES_MARKER}() names no device kind")
-        if not _kind_matches(kind, tuple(mark.args)):
-            why = mark.kwargs.get("reason")
-            return f"not exercised on {device_name}: only on {' or '.join(mark.args)} devices" + (f" ({why})" if why else "")
-    for mark in item.iter_markers(NEEDS_OTHER_DEVICE_MARKER):
-        if kind == "cpu":
-            why = mark.args[0] if mark.args else mark.kwargs.get("reason")
-            return f"not exercised on {device_name}: needs a second device kind" + (f" ({why})" if why else "")
-    return None
-
-
-@pytest.hookimpl(specname="pytest_configure")
-def pytest_configure_device_rules(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        f"{DEVICES_MARKER}(*kinds, reason=None): run only on these device kinds ('cuda', 'mps', ... or "
-        f"'{NON_CPU}'); skipped at collection on the others",
-    )
-    config.addinivalue_line(
-        "markers",
-        f"{NEEDS_OTHER_DEVICE_MARKER}(why): moves a tensor to a second device kind (the CPU, from the device "
-        "under test), so it checks nothing on the CPU; skipped at collection there",
-    )
-
-
-@pytest.hookimpl(specname="pytest_collection_modifyitems")
-def pytest_collection_modifyitems_device_rules(items: list[pytest.Item]) -> None:
-    for item in items:
-        reason = device_rule_skip_reason(item)
-        if reason is not None:
-            item.add_marker(pytest.mark.skip(reason=reason))

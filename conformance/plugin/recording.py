@@ -1,0 +1,38 @@
+"""Recording: each conformance test's outcome, from pytest's reports, into its ``TestRecord``."""
+
+from __future__ import annotations
+
+import pytest
+
+from .run_state import RunState
+
+
+class OutcomeRecorder:
+    def __init__(self, run: RunState) -> None:
+        self.run = run
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = self.run.records.get(report.nodeid)
+        if record is None:
+            return
+        if report.failed:
+            if record.outcome not in ("failed", "error"):
+                record.outcome = "failed" if report.when == "call" else "error"
+                record.message = _failure_message(report)
+        elif report.skipped and hasattr(report, "wasxfail"):
+            record.outcome = "known failure"
+            record.message = report.wasxfail
+        elif report.skipped:
+            if record.outcome == "not run":
+                record.outcome = "skipped"
+                reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+                record.message = reason.removeprefix("Skipped: ")
+        elif report.when == "call" and record.outcome == "not run":
+            record.outcome = "passed"
+
+
+def _failure_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message
+    return str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""

@@ -1,0 +1,52 @@
+"""What the plugin knows of one pytest session: the specs, devices and expectations in force, and each test's record.
+
+Built by ``pytest_configure`` (``conformance/plugin/__init__.py``) and shared by the
+plugin's parts: collection rules (``collection.py``), outcome recording
+(``recording.py``), known failures (``known_failures.py``) and the report and
+verdict (``verdict.py``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ..reporting.report import TestRecord
+from ..spec.expectations import Expectation
+from ..spec.registry import SpecRegistry
+
+SPEC_MARKER = "spec"
+PACKAGE_TESTS = Path(__file__).resolve().parent.parent / "tests"
+#: Benchmarks cite clauses like tests (checked the same way) but have no outcome in the report.
+PACKAGE_BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@dataclass(eq=False)
+class RunState:
+    registry: SpecRegistry
+    devices: list[str]
+    explicit_devices: bool
+    profile: str
+    clause_filter: frozenset[str]
+    conformance_roots: list[Path]
+    expectations: list[Expectation] = field(default_factory=list)  # those in force for this torch
+    expectations_path: Path | None = None
+    seed: object = None
+    records: dict[str, TestRecord] = field(default_factory=dict)
+    citations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    expected_failures: dict[Expectation, list[str]] = field(default_factory=lambda: defaultdict(list))
+    report_path: Path | None = None
+
+    def is_conformance_test(self, item: pytest.Item) -> bool:
+        return _under(item, self.conformance_roots)
+
+    def is_benchmark(self, item: pytest.Item) -> bool:
+        return _under(item, [PACKAGE_BENCHMARKS])
+
+
+def _under(item: pytest.Item, roots: list[Path]) -> bool:
+    path = Path(str(item.path)).resolve()
+    return any(root == path or root in path.parents for root in roots)
