@@ -4,7 +4,7 @@
 example hypothesis runs (through its observability callbacks) and writes, per
 property test, how many examples ran, how many were *discarded* (rejected by
 ``assume``/``filter``) and how many were *vacuous* (the test
-marked them with :func:`conformance.strategies.vacuous`: nothing it asserts
+marked them with :func:`conformance.testlib.strategies.vacuous`: nothing it asserts
 depended on torch for that draw).  The rest are *decisive*: a torch that broke
 the clause could have failed them.  ``tests/test_decisiveness.py`` runs the
 suite under the ``ci`` profile with this plugin and fails any test below the
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.strategies import VACUOUS_EVENT_PREFIX
+from conformance.testlib.strategies import VACUOUS_EVENT_PREFIX
 
 THRESHOLD = 0.90
 

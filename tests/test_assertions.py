@@ -1,4 +1,4 @@
-"""Assertion helpers (conformance/assertions.py): messages name the clause and the expectation."""
+"""Assertion helpers (conformance/testlib/assertions.py): messages name the clause and the expectation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 import torch
 
-from conformance.assertions import (
+from conformance.testlib.assertions import (
     assert_close,
     assert_equal,
     assert_grad_mode,

@@ -3,7 +3,7 @@
 Runs the conformance suite (CPU, ``ci`` profile) once with ``tests/decisiveness.py``
 and prints the table, lowest share first.  An example is not decisive when
 hypothesis discarded it (``assume``/``filter``) or the test marked it
-:func:`conformance.strategies.vacuous`.
+:func:`conformance.testlib.strategies.vacuous`.
 """
 
 from __future__ import annotations

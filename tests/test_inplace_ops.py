@@ -1,11 +1,11 @@
-"""The in-place form table (conformance/inplace_ops.py): each form writes in place and matches its out-of-place equivalent."""
+"""The in-place form table (conformance/testlib/inplace_ops.py): each form writes in place and matches its out-of-place equivalent."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from conformance.inplace_ops import DETERMINISTIC_FORMS, INPLACE_FORMS, OUT_FORMS
+from conformance.testlib.inplace_ops import DETERMINISTIC_FORMS, INPLACE_FORMS, OUT_FORMS
 
 EVERY_FORM = {**INPLACE_FORMS, **OUT_FORMS}
 

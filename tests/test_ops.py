@@ -1,4 +1,4 @@
-"""The op registry (conformance/ops.py)."""
+"""The op registry (conformance/testlib/ops.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from conformance.ops import FORMS, KINDS, OPS, Op, OpForm, all_forms, ops_by_name
+from conformance.testlib.ops import FORMS, KINDS, OPS, Op, OpForm, all_forms, ops_by_name
 
 SAMPLE_SHAPES = [(), (0,), (3,), (2, 3), (1, 2, 3)]
 

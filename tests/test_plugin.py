@@ -299,7 +299,7 @@ def test_state_guard_accepts_state_restored_by_a_context_manager(suite):
 # ----------------------------------------------------------------------------- report and summary
 
 REPORT_TESTS = """
-    from conformance.assertions import fail
+    from conformance.testlib.assertions import fail
 
     @pytest.mark.spec("PASS-1")
     def test_holds(device):

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for tensors and random graphs (conformance/strategies.py, graphs.py)."""
+"""Hypothesis strategies for tensors and random graphs (conformance/testlib/strategies.py, graphs.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from conformance.graphs import GRAPH_DTYPES, Graph, aliases_an_operand, graphs, recorded_leaves
-from conformance.ops import ops_by_name
-from conformance.strategies import (
+from conformance.testlib.graphs import GRAPH_DTYPES, Graph, aliases_an_operand, graphs, recorded_leaves
+from conformance.testlib.ops import ops_by_name
+from conformance.testlib.strategies import (
     COMPLEX_DTYPES,
     DIFFERENTIABLE_DTYPES,
     FLOATING_DTYPES,

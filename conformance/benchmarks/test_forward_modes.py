@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from conformance.benchmarks.conftest import peak_memory
-from conformance.networks import BENCHMARK_NETWORKS
-from conformance.saved_tensors import record_saved_tensors
+from conformance.testlib.networks import BENCHMARK_NETWORKS
+from conformance.testlib.saved_tensors import record_saved_tensors
 
 #: variant -> the context the forward runs in; "grad" is the baseline of the ratios.
 #: (torch's classes are looked up when called, so a patched torch is the one timed.)

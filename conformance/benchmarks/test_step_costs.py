@@ -17,8 +17,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conformance.networks import BENCHMARK_NETWORKS
-from conformance.saved_tensors import record_saved_tensors, tensor_bytes
+from conformance.testlib.networks import BENCHMARK_NETWORKS
+from conformance.testlib.saved_tensors import record_saved_tensors, tensor_bytes
 
 
 def _mlp_and_optimizer(device):

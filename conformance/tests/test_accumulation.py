@@ -10,11 +10,11 @@ import torch
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_close, assert_equal, fail
-from conformance.graphs import Graph, graphs
-from conformance.networks import accumulation_seed_convnet, fill_drawn
-from conformance.ops import OPS
-from conformance.strategies import REAL_DTYPES, dtypes, shapes, tensors, vacuous
+from conformance.testlib.assertions import assert_close, assert_equal, fail
+from conformance.testlib.graphs import Graph, graphs
+from conformance.testlib.networks import accumulation_seed_convnet, fill_drawn
+from conformance.testlib.ops import OPS
+from conformance.testlib.strategies import REAL_DTYPES, dtypes, shapes, tensors, vacuous
 
 
 def _loss(graph: Graph) -> torch.Tensor:

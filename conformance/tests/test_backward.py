@@ -9,11 +9,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
-from conformance.forms import BACKWARD_PASSES
-from conformance.graphs import graphs
-from conformance.saved_tensors import SAVES_NOTHING, record_saved_tensors
-from conformance.strategies import tensors
+from conformance.testlib.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
+from conformance.testlib.forms import BACKWARD_PASSES
+from conformance.testlib.graphs import graphs
+from conformance.testlib.saved_tensors import SAVES_NOTHING, record_saved_tensors
+from conformance.testlib.strategies import tensors
 
 RETAIN_MATCH = "retain_graph"
 

@@ -7,13 +7,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
-from conformance.graphs import graphs
-from conformance.inplace_ops import DETERMINISTIC_FORMS
-from conformance.saved_tensors import SAVES_INPUT
-from conformance.strategies import ALL_DTYPES, dtypes, tensors
+from conformance.testlib.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
+from conformance.testlib.graphs import graphs
+from conformance.testlib.inplace_ops import DETERMINISTIC_FORMS
+from conformance.testlib.saved_tensors import SAVES_INPUT
+from conformance.testlib.strategies import ALL_DTYPES, dtypes, tensors
 
-#: how a detached tensor (or .data) is changed in place (conformance/inplace_ops.py)
+#: how a detached tensor (or .data) is changed in place (conformance/testlib/inplace_ops.py)
 UPDATES = ("t.zero_()", "t.fill_(1.5)", "t.add_(1)", "t.mul_(2)", "t.copy_(src)", "t[...] = 1.5")
 
 

@@ -9,11 +9,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_close, assert_equal, assert_grad_mode, assert_raises, assert_requires_grad, fail
-from conformance.factories import REQUIRES_GRAD_FACTORIES, create_like
-from conformance.graphs import aliases_an_operand, graphs
-from conformance.modes import ENABLE_GRAD, INFERENCE_MODE, INFERENCE_MODE_OFF, NO_GRAD, NO_GRAD_DECORATORS, SET_GRAD_DISABLED
-from conformance.strategies import REAL_DTYPES, dtypes, tensors, vacuous
+from conformance.testlib.assertions import assert_close, assert_equal, assert_grad_mode, assert_raises, assert_requires_grad, fail
+from conformance.testlib.factories import REQUIRES_GRAD_FACTORIES, create_like
+from conformance.testlib.graphs import aliases_an_operand, graphs
+from conformance.testlib.grad_modes import ENABLE_GRAD, INFERENCE_MODE, INFERENCE_MODE_OFF, NO_GRAD, NO_GRAD_DECORATORS, SET_GRAD_DISABLED
+from conformance.testlib.strategies import REAL_DTYPES, dtypes, tensors, vacuous
 
 
 def _is_alias(step) -> bool:

@@ -12,9 +12,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch import nn
 
-from conformance.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
-from conformance.graphs import Graph, graphs
-from conformance.strategies import ALL_DTYPES, dtypes, shapes, tensors
+from conformance.testlib.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
+from conformance.testlib.graphs import Graph, graphs
+from conformance.testlib.strategies import ALL_DTYPES, dtypes, shapes, tensors
 
 
 def _as_tuple(value: Any) -> tuple:

@@ -9,13 +9,13 @@ import torch
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
-from conformance.graphs import Graph, Step, graphs
-from conformance.inplace_ops import DETERMINISTIC_FORMS, INPLACE_FORMS, OUT_FORMS, InPlaceForm
-from conformance.modes import NO_GRAD, SET_GRAD_DISABLED
-from conformance.ops import ops_by_name
-from conformance.saved_tensors import SAVES_INPUT, SAVES_OUTPUT, saved_tensor_modified
-from conformance.strategies import REAL_DTYPES, dtypes, shapes, tensors
+from conformance.testlib.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
+from conformance.testlib.graphs import Graph, Step, graphs
+from conformance.testlib.inplace_ops import DETERMINISTIC_FORMS, INPLACE_FORMS, OUT_FORMS, InPlaceForm
+from conformance.testlib.grad_modes import NO_GRAD, SET_GRAD_DISABLED
+from conformance.testlib.ops import ops_by_name
+from conformance.testlib.saved_tensors import SAVES_INPUT, SAVES_OUTPUT, saved_tensor_modified
+from conformance.testlib.strategies import REAL_DTYPES, dtypes, shapes, tensors
 
 #: views of ``t`` that any shape has: name -> view
 VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

@@ -11,7 +11,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from conformance.assertions import (
+from conformance.testlib.assertions import (
     assert_close,
     assert_does_not_warn,
     assert_equal,
@@ -20,9 +20,9 @@ from conformance.assertions import (
     assert_warns,
     fail,
 )
-from conformance.factories import FACTORIES
-from conformance.graphs import Graph, graphs, recorded_leaves
-from conformance.strategies import DIFFERENTIABLE_DTYPES, NON_DIFFERENTIABLE_DTYPES, REAL_DTYPES, dtypes, shapes, tensors
+from conformance.testlib.factories import FACTORIES
+from conformance.testlib.graphs import Graph, graphs, recorded_leaves
+from conformance.testlib.strategies import DIFFERENTIABLE_DTYPES, NON_DIFFERENTIABLE_DTYPES, REAL_DTYPES, dtypes, shapes, tensors
 
 NODE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*Backward[0-9]+$")
 

@@ -11,9 +11,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_close, assert_equal, assert_grad_mode, assert_requires_grad, fail
-from conformance.networks import draw_mlp, fill_drawn
-from conformance.strategies import seeds, tensors
+from conformance.testlib.assertions import assert_close, assert_equal, assert_grad_mode, assert_requires_grad, fail
+from conformance.testlib.networks import draw_mlp, fill_drawn
+from conformance.testlib.strategies import seeds, tensors
 
 nn = torch.nn
 

@@ -9,13 +9,13 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
-from conformance.factories import DEFAULT_ONLY_FACTORIES, FACTORIES, LIKE_FACTORIES, REQUIRES_GRAD_FACTORIES, create_like
-from conformance.forms import FREEZE_MODULE
-from conformance.graphs import GRAPH_DTYPES, graphs
-from conformance.networks import freezing_seed_two_conv_network
-from conformance.ops import all_forms
-from conformance.strategies import (
+from conformance.testlib.assertions import assert_equal, assert_raises, assert_requires_grad, assert_succeeds, fail
+from conformance.testlib.factories import DEFAULT_ONLY_FACTORIES, FACTORIES, LIKE_FACTORIES, REQUIRES_GRAD_FACTORIES, create_like
+from conformance.testlib.forms import FREEZE_MODULE
+from conformance.testlib.graphs import GRAPH_DTYPES, graphs
+from conformance.testlib.networks import freezing_seed_two_conv_network
+from conformance.testlib.ops import all_forms
+from conformance.testlib.strategies import (
     DIFFERENTIABLE_DTYPES,
     FLOATING_DTYPES,
     NON_DIFFERENTIABLE_DTYPES,

@@ -1,7 +1,7 @@
 """Saved tensors: what the graph keeps alive for backward.  Spec: specs/saved_tensors.md.
 
 Every check counts the tensors an operation saves through
-``torch.autograd.graph.saved_tensors_hooks`` (``conformance/saved_tensors.py``),
+``torch.autograd.graph.saved_tensors_hooks`` (``conformance/testlib/saved_tensors.py``),
 so memory facts are exact on every device, not sampled from an allocator.
 """
 
@@ -14,13 +14,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_close, assert_equal, fail
-from conformance.forms import BACKWARD_PASSES, FREEZE_MODULE
-from conformance.graphs import GRAPH_DTYPES, graphs
-from conformance.modes import INFERENCE_MODE, NO_GRAD, SET_GRAD_DISABLED
-from conformance.networks import networks
-from conformance.saved_tensors import SavedTensorLog, record_saved_tensors
-from conformance.strategies import broadcastable_shapes, shapes, tensors
+from conformance.testlib.assertions import assert_close, assert_equal, fail
+from conformance.testlib.forms import BACKWARD_PASSES, FREEZE_MODULE
+from conformance.testlib.graphs import GRAPH_DTYPES, graphs
+from conformance.testlib.grad_modes import INFERENCE_MODE, NO_GRAD, SET_GRAD_DISABLED
+from conformance.testlib.networks import networks
+from conformance.testlib.saved_tensors import SavedTensorLog, record_saved_tensors
+from conformance.testlib.strategies import broadcastable_shapes, shapes, tensors
 
 #: Every documented way of turning grad mode off (SAVED-2).
 GRAD_OFF = {

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, fail
-from conformance.strategies import ALL_DTYPES, COMPLEX_DTYPES, DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, dtypes, shapes, tensors
+from conformance.testlib.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, fail
+from conformance.testlib.strategies import ALL_DTYPES, COMPLEX_DTYPES, DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, dtypes, shapes, tensors
 
 NUMPY_DTYPES = tuple(d for d in ALL_DTYPES if d != torch.bfloat16)  # NumPy has no bfloat16
 

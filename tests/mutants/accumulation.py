@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from conformance.graphs import recorded_leaves
+from conformance.testlib.graphs import recorded_leaves
 from tests.mutants.base import Mutant
 
 

@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from conformance.graphs import recorded_leaves
+from conformance.testlib.graphs import recorded_leaves
 from tests.mutants.base import Mutant
 
 

@@ -1,6 +1,6 @@
 """Documented spellings of one action, shared by the tests that must try each of them.
 
-(The forms of entering a grad mode are in ``conformance/modes.py``.)  torch is
+(The forms of entering a grad mode are in ``conformance/testlib/grad_modes.py``.)  torch is
 looked up when a form runs, never bound at import, so a patched torch is the one
 exercised.
 """
