@@ -34,8 +34,13 @@ def tally(tmp_path_factory) -> dict[str, dict]:
 
 
 def test_every_property_test_is_at_least_90_percent_decisive(tally, capsys):
+    totals = {key: sum(entry.get(key, 0) for entry in tally.values()) for key in ("examples", "discarded", "vacuous", "overrun")}
     with capsys.disabled():
-        print(f"\n{len(tally)} property tests; decisive share, lowest first:\n{format_table(tally, most=15)}")
+        print(
+            f"\n{len(tally)} property tests, {totals['examples']} examples: {totals['discarded']} discarded, "
+            f"{totals['vacuous']} vacuous ({totals['overrun']} aborted by hypothesis before the test body ran); "
+            f"decisive share, lowest first:\n{format_table(tally, most=15)}"
+        )
     weak = {nodeid: entry for nodeid, entry in tally.items() if share(entry) < THRESHOLD}
     assert not weak, f"property tests below {THRESHOLD:.0%} decisive:\n{format_table(weak)}"
 
@@ -44,3 +49,29 @@ def test_the_tally_saw_the_property_tests(tally):
     """A plugin that recorded nothing would pass the test above vacuously."""
     assert len(tally) > 100, sorted(tally)
     assert all(entry["examples"] >= 1 for entry in tally.values())
+
+
+def test_discarded_and_vacuous_examples_are_counted_against_a_test():
+    """The tally itself, on a property whose examples are partly discarded and partly marked vacuous."""
+    from hypothesis import assume, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.statistics import collector
+
+    from conformance.testlib.strategies import vacuous
+    from tests.decisiveness import tally_statistics
+
+    @settings(max_examples=60, derandomize=True, database=None)
+    @given(st.integers(0, 3))
+    def prop(x):
+        assume(x != 0)
+        if x == 1:
+            vacuous("x is one")
+
+    seen: list[dict] = []
+    with collector.with_value(seen.append):
+        prop()
+    entry = tally_statistics(seen[0])
+    assert entry["discarded"] > 0 and entry["vacuous"] > 0, entry
+    assert entry["decisive"] == entry["examples"] - entry["discarded"] - entry["vacuous"] > 0
+    assert "vacuous: x is one" in entry["reasons"]
+    assert share(entry) < 1
