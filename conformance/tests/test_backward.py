@@ -151,3 +151,30 @@ def test_inputs_restricts_which_leaves_get_gradients(device, data):
         else:
             want = expected[index] if old is None else old + expected[index]
             assert_close(leaf.grad, want, clause="BWD-7", what=f".grad of t{index} (it was {had}), in inputs={sorted(chosen)}: accumulated")
+
+
+#: how a non-leaf input is changed in place between two backward passes (pytorch/pytorch#79708)
+IN_PLACE_UPDATES = {
+    "p.add_(1, alpha=0.1)": lambda p: p.add_(1, alpha=0.1),
+    "p.mul_(1.5)": lambda p: p.mul_(1.5),
+    "p += 0.25": lambda p: p.__iadd__(0.25),
+}
+
+
+@pytest.mark.spec("BWD-7")
+@pytest.mark.parametrize("update", sorted(IN_PLACE_UPDATES))
+@given(data=st.data())
+def test_inputs_accumulates_into_a_non_leaf_changed_in_place_between_passes(device, update, data):
+    """A non-leaf listed in ``inputs=`` gets its ``.grad`` on every pass, also after an in-place change of it."""
+    param = data.draw(tensors(dtype=st.sampled_from((torch.float32, torch.float64)), device=device, requires_grad=True), label="param")
+    scale = data.draw(st.sampled_from((1.0, 2.0, -0.5)), label="scale")
+    rounds = data.draw(st.integers(2, 3), label="passes")
+    p = param.clone()  # a non-leaf, as in a meta-learning inner loop
+    for round_ in range(rounds):
+        p.grad = None
+        (p.clone() * scale).sum().backward(inputs=[p])
+        what = f".grad of the non-leaf p in inputs=[p], pass {round_ + 1} of ((p.clone() * {scale}).sum()), after {round_} `{update}`"
+        if p.grad is None:
+            fail("BWD-7", f"{what} is None: backward(inputs=[p]) did not accumulate into p")
+        assert_close(p.grad, torch.full_like(p, scale), clause="BWD-7", what=what)
+        IN_PLACE_UPDATES[update](p)

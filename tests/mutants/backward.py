@@ -111,9 +111,30 @@ def _backward_gradient_argument_ignored(mp):
     mp.setattr(torch.Tensor, "backward", backward)
 
 
+def _backward_inputs_skip_non_leaves_changed_in_place(mp):
+    """pytorch#79708: backward(inputs=[p]) left .grad of a non-leaf p unset once p had been changed in place."""
+    original = torch.Tensor.backward
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        result = original(self, gradient, retain_graph, create_graph, inputs)
+        for tensor in _as_list(inputs) if inputs is not None else ():
+            if not tensor.is_leaf and tensor._version > 0:
+                tensor.grad = None
+        return result
+
+    mp.setattr(torch.Tensor, "backward", backward)
+
+
 MUTANTS = (
     Mutant("backward_always_retains_graph", ("BWD-1", "SAVED-5"), "Tensor.backward() never frees the graph", _backward_always_retains_graph),
     Mutant("backward_ignores_inputs", ("BWD-7",), "Tensor.backward(inputs=...) fills every leaf's .grad", _backward_ignores_inputs),
+    Mutant(
+        "backward_inputs_skip_non_leaves_changed_in_place",
+        ("BWD-7",),
+        "Tensor.backward(inputs=[p]) leaves .grad of a non-leaf p unset once p was changed in place (torch 1.10-1.12: the in-place op gave p a new grad_fn the engine did not capture)",
+        _backward_inputs_skip_non_leaves_changed_in_place,
+        regression="https://github.com/pytorch/pytorch/issues/79708",
+    ),
     Mutant(
         "backward_inputs_overwrite_existing_grads",
         ("BWD-7",),
