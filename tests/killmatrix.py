@@ -10,7 +10,8 @@ mutant names in ``breaks`` failed, with a message naming that clause), and the
 
 A mutant runs against the tests of the clauses it names with the ``mutation``
 profile's 10 examples, and against any other test with 3 (``--kill-collateral-examples``):
-the first decide *killed* and *precise*, the others only *collateral*.
+the first decide *precise*; a failure of either counts for *killed*, of the
+others for *collateral*.
 
 Which mutants could change a test's outcome is traced, not guessed: each
 mutant's *footprint* (the attributes its ``apply`` sets) is recorded without
@@ -167,7 +168,7 @@ class _Run:
 
     tests_run: dict[str, int] = field(default_factory=dict)
     failures: dict[str, list[dict]] = field(default_factory=dict)
-    baseline: dict[str, str] = field(default_factory=dict)
+    baseline: dict[str, dict] = field(default_factory=dict)  # nodeid -> {"outcome", "cites"}
     seconds: float = 0.0
 
     def to_json(self) -> dict:
