@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from conformance.testlib.assertions import assert_close, assert_equal, assert_grad_mode, assert_raises, assert_requires_grad, fail
 from conformance.testlib.factories import REQUIRES_GRAD_FACTORIES, create_like
 from conformance.testlib.graphs import aliases_an_operand, graphs
-from conformance.testlib.grad_modes import ENABLE_GRAD, INFERENCE_MODE, INFERENCE_MODE_OFF, NO_GRAD, NO_GRAD_DECORATORS, SET_GRAD_DISABLED
+from conformance.testlib.grad_modes import (
+    ENABLE_GRAD,
+    INFERENCE_MODE,
+    INFERENCE_MODE_OFF,
+    NO_GRAD,
+    NO_GRAD_DECORATORS,
+    SET_GRAD_DISABLED,
+    set_grad_disabled_as_decorator,
+)
 from conformance.testlib.strategies import REAL_DTYPES, dtypes, tensors, vacuous
 
 
@@ -237,6 +245,13 @@ def test_is_grad_enabled_reports_the_current_mode():
         NO_GRAD["context manager"](
             lambda: run(lambda: assert_grad_mode(True, clause="GRADMODE-9", where=f"inside enable_grad ({form}) within no_grad"))
         )
+
+
+@pytest.mark.spec("GRADMODE-9")
+def test_set_grad_enabled_as_a_decorator_sets_the_mode_only_inside():
+    """Decorating with ``@torch.set_grad_enabled(False)`` changes nothing until the function runs (pytorch/pytorch#113298)."""
+    set_grad_disabled_as_decorator(lambda: assert_grad_mode(False, clause="GRADMODE-9", where="inside @torch.set_grad_enabled(False)"))
+    assert_grad_mode(True, clause="GRADMODE-9", where="by default, after a function decorated with @torch.set_grad_enabled(False) ran")
 
 
 # ----------------------------------------------------------------------------- GRADMODE-10
