@@ -1,8 +1,9 @@
 """How many of a property test's examples could have failed: a pytest plugin for the suite's own tests.
 
-``pytest -p tests.decisiveness --decisiveness-report PATH`` records every
-example hypothesis runs (through its observability callbacks) and writes, per
-property test, how many examples ran, how many were *discarded* (rejected by
+``pytest -p tests.decisiveness --decisiveness-report PATH`` reads hypothesis'
+run statistics of every property test (the data behind
+``--hypothesis-show-statistics``; its observability callbacks made a run five
+times slower) and writes, per property test, how many examples ran, how many were *discarded* (rejected by
 ``assume``/``filter``) and how many were *vacuous* (the test
 marked them with :func:`conformance.testlib.strategies.vacuous`: nothing it asserts
 depended on torch for that draw).  The rest are *decisive*: a torch that broke

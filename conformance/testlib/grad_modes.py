@@ -9,8 +9,9 @@ Besides the context manager and the decorator, the tables hold the forms real
 regressions broke while the others worked: the decorator without parentheses
 (torch >= 2.1), a decorated function that calls itself (the decorator must
 enter a fresh context per call: pytorch/pytorch#44531), ``set_grad_enabled``
-as a decorator (decorating must not change the mode: pytorch/pytorch#113298)
-and ``inference_mode(False)`` as a decorator (pytorch/pytorch#74094).
+as a decorator (torch >= 2.2; before, decorating changed the mode:
+pytorch/pytorch#113298, checked by GRADMODE-9's own test on every version) and
+``inference_mode(False)`` as a decorator (pytorch/pytorch#74094).
 """
 
 from __future__ import annotations
