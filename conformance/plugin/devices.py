@@ -12,6 +12,8 @@ from functools import lru_cache
 
 import torch
 
+from .. import emulator
+
 __all__ = ["DEFAULT_DEVICES", "DeviceStatus", "available_devices", "probe", "resolve_requested"]
 
 #: Probed when no ``--device`` is given; CPU always runs, the others skip when absent.
@@ -34,6 +36,11 @@ def _accelerator_module(kind: str):
 @lru_cache(maxsize=None)
 def probe(name: str) -> DeviceStatus:
     """Availability of a device string such as ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
+    if name.split(":")[0] == emulator.DEVICE_TYPE:
+        try:
+            emulator.load()  # registers the device type on first request
+        except emulator.EmulatorUnavailable as exc:
+            return DeviceStatus(name, False, f"{name} not available: {exc}")
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError) as exc:
