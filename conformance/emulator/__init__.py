@@ -19,18 +19,25 @@ request, once per process.  Where it cannot (torch older than 2.1, no C++
 compiler, the PrivateUse1 key already taken by another backend) :func:`load`
 raises :class:`EmulatorUnavailable` with the reason, and the device is reported
 unavailable like an absent CUDA.
+
+Load it before the process's first ``backward()``: the autograd engine sizes its
+per-device worker pool then, and a device type registered later has no worker
+(an internal assert in ``engine.cpp``).  The plugin loads it in ``pytest_configure``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sysconfig
 from pathlib import Path
 
 __all__ = ["DEVICE_TYPE", "MIN_TORCH", "EmulatorUnavailable", "load", "is_loaded", "build_log"]
 
 #: The device type the emulator registers (``torch.device("emu")``).
 DEVICE_TYPE = "emu"
+#: What the report names the device (``environment.device_status.emu.name``).
+DEVICE_NAME = "autograd-conformance emulated accelerator (PrivateUse1, host memory, CPU kernels)"
 #: The oldest torch line the emulator builds on (the C++ API it uses: the PrivateUse1
 #: hooks interface, ``rename_privateuse1_backend``, generated methods).
 MIN_TORCH = (2, 1)
@@ -67,9 +74,12 @@ class _EmuModule:
     def current_device() -> int:
         return 0
 
-    @staticmethod
-    def synchronize(device=None) -> None:
-        return None
+    #: How often torch.emu.synchronize() was called (the benchmarks' self-test checks they synchronize).
+    synchronize_calls = 0
+
+    @classmethod
+    def synchronize(cls, device=None) -> None:
+        cls.synchronize_calls += 1
 
     @staticmethod
     def manual_seed_all(seed: int) -> None:
@@ -155,6 +165,11 @@ def _build_and_load_library() -> None:
     name = "conformance_emu_" + re.sub(r"[^0-9A-Za-z]+", "_", torch.__version__)
     build_dir = Path(os.environ.get("CONFORMANCE_EMU_BUILD_DIR") or _default_build_root()) / name
     build_dir.mkdir(parents=True, exist_ok=True)
+    # cpp_extension runs `ninja`; the `ninja` wheel puts it beside this interpreter, which
+    # is not on PATH when a virtualenv's python is run without activating it.
+    scripts = sysconfig.get_path("scripts")
+    if scripts and scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
     try:
         library = cpp_extension.load(
             name=name,

@@ -123,30 +123,31 @@ C10_REGISTER_GUARD_IMPL(PrivateUse1, EmuGuardImpl);
 
 // ----------------------------------------------------------------- accelerator hooks
 
+// The interface grew across torch versions (2.1 has two methods, 2.13 a dozen),
+// so these are declared without `override`: each one overrides where the
+// torch being built against declares it, and is an unused extra elsewhere.
 struct EmuHooks final : public at::PrivateUse1HooksInterface {
   EmuHooks() = default;
   explicit EmuHooks(at::PrivateUse1HooksArgs) {}
-  bool hasPrimaryContext(c10::DeviceIndex) const override {
+  bool hasPrimaryContext(c10::DeviceIndex) const {
     return true;
   }
-#if EMU_TORCH_AT_LEAST(2, 5)
-  bool isBuilt() const override {
+  bool isBuilt() const {
     return true;
   }
-  bool isAvailable() const override {
+  bool isAvailable() const {
     return true;
   }
-#endif
-  bool isPinnedPtr(const void*) const override {
+  bool isPinnedPtr(const void*) const {
     return false;
   }
-  c10::Allocator* getPinnedMemoryAllocator() const override {
+  c10::Allocator* getPinnedMemoryAllocator() const {
     return c10::GetCPUAllocator();
   }
-  at::Device getDeviceFromPtr(void*) const override {
+  at::Device getDeviceFromPtr(void*) const {
     return kEmuDevice;
   }
-  void resizePrivateUse1Bytes(const c10::Storage& storage, size_t newsize) const override;
+  void resizePrivateUse1Bytes(const c10::Storage& storage, size_t newsize) const;
 };
 
 // ----------------------------------------------------------------- CPU aliases
@@ -343,8 +344,17 @@ at::Tensor to_emu_result(const at::Tensor& result, const c10::Argument& ret, con
   }
   auto base = state.emu_of_alias.find(result.storage().unsafeGetStorageImpl());
   if (base != state.emu_of_alias.end()) {
-    // A view of a device input: a device view of the same storage.
-    return emu_tensor_over(base->second.storage(), result);
+    // A view of a device input: a device view of the same storage, made the
+    // way torch's own view kernels make one (a VIEW TensorImpl with the base's
+    // keys), so that under inference_mode a view of a normal tensor is normal.
+    const at::Tensor& emu_base = base->second;
+    auto impl = c10::make_intrusive<c10::TensorImpl>(c10::TensorImpl::VIEW, c10::Storage(emu_base.storage()),
+                                                     emu_base.key_set(), result.dtype());
+    impl->set_sizes_and_strides(result.sizes(), result.strides());
+    impl->set_storage_offset(result.storage_offset());
+    impl->_set_conj(result.is_conj());
+    impl->_set_neg(result.is_neg());
+    return at::Tensor(std::move(impl));
   }
   return emu_copy_of(result);
 }
