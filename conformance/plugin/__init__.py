@@ -17,7 +17,7 @@ import hypothesis
 import pytest
 import torch
 
-from .. import __version__
+from .. import __version__, emulator
 from . import profiles, state
 from ..spec.expectations import DEFAULT_EXPECTATIONS, ExpectationsError, load_expectations
 from ..spec.registry import SpecError, load_specs
@@ -26,7 +26,8 @@ from .device_rules import (  # noqa: F401 (hook implementations, registered with
     pytest_collection_modifyitems_device_rules,
     pytest_configure_device_rules,
 )
-from .devices import DEFAULT_DEVICES, probe, resolve_requested
+from .backends import BackendError, import_backends
+from .devices import DEFAULT_DEVICES, probe, resolve_requested, status_in_run
 from .recording import OutcomeRecorder
 from .run_state import PACKAGE_TESTS, SPEC_MARKER, RunState
 from .verdict import ReportAndVerdict
@@ -46,6 +47,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="torch device(s) to run on, repeatable or comma-separated (e.g. cpu,cuda:1). "
         "Default: cpu, plus cuda and mps, which skip when absent. An explicitly named "
         "device that is unavailable is a usage error.",
+    )
+    group.addoption(
+        "--backend",
+        action="append",
+        metavar="MODULE",
+        help="import this Python module before devices are probed (repeatable): a vendor's backend package that "
+        "registers its device when imported, e.g. torch_npu; recorded in the report's environment. Modules listed "
+        "in the 'autograd_conformance.backends' entry point group are imported too.",
     )
     group.addoption(
         "--clause",
@@ -126,6 +135,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except SpecError as exc:
         raise pytest.UsageError(str(exc)) from None
 
+    try:
+        import_backends(config.getoption("backend") or [])
+    except BackendError as exc:
+        raise pytest.UsageError(str(exc)) from None
     devices, explicit = resolve_requested(config.getoption("device"))
     if explicit:
         unavailable = [probe(name) for name in devices if not probe(name).available]
@@ -136,6 +149,13 @@ def pytest_configure(config: pytest.Config) -> None:
                 + "; ".join(status.reason for status in unavailable)
                 + f". Available here: {', '.join(available)}"
             )
+
+    # The emulated device registers its device type now, before any test runs a backward:
+    # the autograd engine sizes its per-device worker pool at the first backward of the
+    # process, and a device type registered after that has no worker.
+    for name in devices:
+        if name.split(":")[0] == emulator.DEVICE_TYPE:
+            status_in_run(name, explicit)
 
     clause_filter = frozenset(
         part.strip() for value in config.getoption("clause") or () for part in value.split(",") if part.strip()
@@ -197,7 +217,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def device(request: pytest.FixtureRequest) -> str:
     """The torch device string under test; an absent auto-detected device skips here, lazily."""
-    status = probe(request.param)
+    status = status_in_run(request.param, request.config.stash[_RUN].explicit_devices)
     if not status.available:
         pytest.skip(status.reason)
     return request.param

@@ -14,10 +14,14 @@ import torch
 
 from .. import emulator
 
-__all__ = ["DEFAULT_DEVICES", "DeviceStatus", "available_devices", "probe", "resolve_requested"]
+__all__ = ["DEFAULT_DEVICES", "REAL_ACCELERATORS", "DeviceStatus", "available_devices", "probe", "resolve_requested", "status_in_run"]
 
-#: Probed when no ``--device`` is given; CPU always runs, the others skip when absent.
-DEFAULT_DEVICES = ("cpu", "cuda", "mps")
+#: Real accelerators torch detects by itself; each skips when absent.
+REAL_ACCELERATORS = ("cuda", "mps")
+#: Probed when no ``--device`` is given: the CPU always runs, the real accelerators when
+#: present, and the emulated device (``conformance/emulator``) where none is, so that every
+#: run has a non-CPU device.
+DEFAULT_DEVICES = ("cpu", *REAL_ACCELERATORS, emulator.DEVICE_TYPE)
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,27 @@ def probe(name: str) -> DeviceStatus:
     return DeviceStatus(name, True)
 
 
+def status_in_run(name: str, explicit: bool) -> DeviceStatus:
+    """``name``'s status in a run whose devices were named (``explicit``) or are the defaults.
+
+    Among the defaults the emulated device stands in for a real accelerator: it runs
+    only where none is present (and is then never built), so a GPU machine's default
+    run is ``cpu`` and ``cuda``.
+    """
+    if not explicit and name == emulator.DEVICE_TYPE:
+        present = [kind for kind in REAL_ACCELERATORS if probe(kind).available]
+        if present:
+            return DeviceStatus(
+                name,
+                False,
+                f"the emulated device runs by default only where no accelerator is; {', '.join(present)} is here "
+                f"(ask for it with --device {name})",
+            )
+    return probe(name)
+
+
 def available_devices() -> list[str]:
-    return [name for name in DEFAULT_DEVICES if probe(name).available]
+    return [name for name in DEFAULT_DEVICES if status_in_run(name, explicit=False).available]
 
 
 def resolve_requested(values: list[str] | None) -> tuple[list[str], bool]:

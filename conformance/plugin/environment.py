@@ -13,6 +13,8 @@ from typing import Mapping
 import hypothesis
 import torch
 
+from .. import emulator
+from .backends import backend_entries
 from .devices import DeviceStatus
 
 __all__ = ["collect_environment"]
@@ -27,6 +29,8 @@ def _device_entry(name: str, status: DeviceStatus) -> dict:
         entry["name"] = platform.processor() or platform.machine() or None
     elif kind == "cuda":
         entry["name"] = torch.cuda.get_device_name(torch.device(name))
+    elif kind == emulator.DEVICE_TYPE and emulator.is_loaded():
+        entry["name"] = emulator.DEVICE_NAME
     return entry
 
 
@@ -57,4 +61,5 @@ def collect_environment(device_status: Mapping[str, DeviceStatus], *, profile: s
         "hypothesis_seed": None if seed is None else str(seed),
         "hypothesis_derandomize": bool(hypothesis.settings.get_profile(profile).derandomize),
         "device_status": {name: _device_entry(name, status) for name, status in device_status.items()},
+        "backends": backend_entries(),
     }

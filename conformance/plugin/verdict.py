@@ -9,7 +9,7 @@ import torch
 
 from ..reporting.report import build_report, clause_outcomes, tally, write_json_atomically
 from ..reporting.report_io import BASIS_MEANINGS, counts_phrase
-from .devices import probe
+from .devices import status_in_run
 from .environment import collect_environment
 from .known_failures import expectations_summary, stale_expectations
 from .run_state import RunState
@@ -25,7 +25,7 @@ class ReportAndVerdict:
             self.run.records.clear()  # the run never started: no report, no summary that reads as outcomes
             return
         if path and self.run.records:
-            device_status = {name: probe(name) for name in self.run.devices}
+            device_status = {name: status_in_run(name, self.run.explicit_devices) for name in self.run.devices}
             report = build_report(
                 self.run.registry,
                 self.run.records.values(),
@@ -49,7 +49,7 @@ class ReportAndVerdict:
             self.run.records.values(),
             self.run.devices,
             torch_version=torch.__version__,
-            device_status={name: probe(name) for name in self.run.devices},
+            device_status={name: status_in_run(name, self.run.explicit_devices) for name in self.run.devices},
         )
         write = terminalreporter.write_line
         terminalreporter.section("autograd conformance")
@@ -74,7 +74,7 @@ class ReportAndVerdict:
         write(f"clauses on torch {torch.__version__}:")
         verdicts = []
         for device_name in self.run.devices:
-            status = probe(device_name)
+            status = status_in_run(device_name, self.run.explicit_devices)
             if not status.available:
                 write(f"  {device_name}: skipped ({status.reason})", yellow=True)
                 continue
