@@ -28,11 +28,17 @@ WARMUP_CALLS = 3
 def synchronizer(device: str) -> Callable[[], None]:
     """What makes queued work on ``device`` finish: timing an asynchronous device without it times the launch."""
     kind = torch.device(device).type
+    if kind == "cpu":
+        return lambda: None
     if kind == "cuda":
         return lambda: torch.cuda.synchronize(device)
-    if kind == "mps":
-        return torch.mps.synchronize
-    return lambda: None
+    # mps, and any backend with a device module (torch.<type>.synchronize): out-of-tree
+    # backends register one with torch._register_device_module
+    module = getattr(torch, kind, None)
+    sync = getattr(module, "synchronize", None)
+    if not callable(sync):
+        raise RuntimeError(f"cannot time {device}: torch.{kind}.synchronize does not exist, so queued work could not be waited for")
+    return sync
 
 
 def peak_memory(device: str, fn: Callable[[], Any]) -> int | None:
