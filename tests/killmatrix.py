@@ -369,6 +369,59 @@ def build_matrix(parts: list[dict], mutants: dict[str, Mutant], clause_ids: list
     return {"mutants": rows, "clauses": clauses, "baseline": baseline, "totals": totals}
 
 
+def merge_matrices(first: dict, second: dict) -> dict:
+    """One matrix from two runs over different devices (e.g. the CPU, then the emulated device for
+    the clauses whose tests do not run on the CPU): a mutant is killed if either run killed it, a
+    clause it names counts as failed if either run failed it with a message naming it."""
+    rows = {}
+    for name, a in first["mutants"].items():
+        b = second["mutants"].get(name)
+        if b is None:
+            rows[name] = a
+            continue
+        failures = a["failures"] + b["failures"]
+        failed = sorted(set(a["failed_clauses"]) | set(b["failed_clauses"]))
+        unnamed = [cid for cid in a["breaks"] if cid in a["breaks_not_failed"] and cid in b["breaks_not_failed"]]
+        killed = a["killed"] or b["killed"]
+        rows[name] = {
+            **a,
+            "tests_run": a["tests_run"] + b["tests_run"],
+            "tests_failed": a["tests_failed"] + b["tests_failed"],
+            "killed": killed,
+            "precise": killed and not unnamed,
+            "breaks_not_failed": unnamed,
+            "failed_clauses": failed,
+            "collateral": [cid for cid in failed if cid not in a["breaks"]],
+            "failures": sorted(failures, key=lambda row: row["test"]),
+        }
+    clauses = {
+        cid: {
+            "killed_by": sorted(set(c["killed_by"]) | set(second["clauses"].get(cid, {}).get("killed_by", []))),
+            "checkable_here": c["checkable_here"] or second["clauses"].get(cid, {}).get("checkable_here", False),
+        }
+        for cid, c in first["clauses"].items()
+    }
+    baseline = {**first["baseline"], **second["baseline"]}
+    t1, t2 = first["totals"], second["totals"]
+    totals = {
+        **t1,
+        "killed": sum(r["killed"] for r in rows.values()),
+        "precise": sum(r["precise"] for r in rows.values()),
+        "surviving": sorted(name for name, r in rows.items() if not r["killed"]),
+        "imprecise": sorted(name for name, r in rows.items() if r["killed"] and not r["precise"]),
+        "with_collateral": sum(bool(r["collateral"]) for r in rows.values()),
+        "collateral_pairs": sum(len(r["collateral"]) for r in rows.values()),
+        "clauses_killed": sum(bool(c["killed_by"]) for c in clauses.values()),
+        "clauses_without_killing_mutant": sorted(cid for cid, c in clauses.items() if not c["killed_by"] and c["checkable_here"]),
+        "clauses_not_checkable_here": sorted(cid for cid, c in clauses.items() if not c["checkable_here"]),
+        "mutant_test_runs": t1["mutant_test_runs"] + t2["mutant_test_runs"],
+        "baseline_tests": len(baseline),
+        "baseline_failed": sorted(set(t1["baseline_failed"]) | set(t2["baseline_failed"])),
+        "seconds": round(t1["seconds"] + t2["seconds"], 1),
+    }
+    return {"mutants": rows, "clauses": clauses, "baseline": baseline, "totals": totals}
+
+
 def format_totals(matrix: dict) -> str:
     t = matrix["totals"]
     lines = [
