@@ -16,6 +16,7 @@ from hypothesis import Phase, settings
 from tests.mutants import (
     accumulation,
     backward,
+    cross_device,
     detach,
     grad_mode,
     hooks,
@@ -31,7 +32,7 @@ from tests.patching import apply_for_the_run, undo_after_the_run
 
 __all__ = ["MUTANTS", "Mutant", "load_mutation_profile"]
 
-_AREAS = (grad_mode, requires_grad, leaves, accumulation, backward, detach, inplace, hooks, modules, transfer, saved_tensors)
+_AREAS = (grad_mode, requires_grad, leaves, accumulation, backward, detach, inplace, hooks, modules, transfer, saved_tensors, cross_device)
 
 
 def _registry() -> dict[str, Mutant]:
