@@ -1,8 +1,8 @@
 """Mutants of transfer clauses (XFER-N, specs/transfer.md): each breaks one behaviour the way a regression would.
 
-``MUTANTS`` are proven on the CPU by ``tests/test_mutations.py``.  ``NEEDS_A_NON_CPU_DEVICE_OR_TORCH_1_13``
-break clauses whose tests cannot run on torch 2.13 CPU (XFER-4 needs CUDA, XFER-6 a non-CPU device,
-XFER-12 torch < 2.0): they are kept out of the registry, for a run where those tests do run.
+``MUTANTS`` are proven by ``tests/test_mutations.py`` (on the CPU, and XFER-6's on the emulated device).
+``NEEDS_CUDA_OR_TORCH_1_13`` break clauses whose tests cannot run on torch 2.13 without CUDA (XFER-4 needs
+CUDA, XFER-12 torch < 2.0): they are kept out of the registry, for a run where those tests do run.
 """
 
 from __future__ import annotations
@@ -86,6 +86,11 @@ def _item_of_many_elements_returns_the_first(mp):
     mp.setattr(torch.Tensor, "item", lambda self: original(self.reshape(-1)[0]) if self.numel() > 1 else original(self))
 
 
+def _numpy_moves_non_cpu_tensors(mp):
+    original = torch.Tensor.numpy
+    mp.setattr(torch.Tensor, "numpy", lambda self, *a, **k: original(self.cpu() if self.device.type != "cpu" else self, *a, **k))
+
+
 MUTANTS = (
     Mutant(
         "cpu_result_requires_grad",
@@ -107,17 +112,18 @@ MUTANTS = (
     Mutant("item_returns_float_for_integers", ("XFER-9",), "Tensor.item() of an integer tensor returns a float", _item_returns_float_for_integers),
     Mutant("tolist_returns_floats_for_integers", ("XFER-10",), "Tensor.tolist() of an integer tensor holds floats", _tolist_returns_floats_for_integers),
     Mutant("item_of_many_elements_returns_the_first", ("XFER-11",), "Tensor.item() of a tensor with several elements returns the first instead of raising", _item_of_many_elements_returns_the_first),
+    Mutant(
+        "numpy_moves_non_cpu_tensors",
+        ("XFER-6",),
+        "Tensor.numpy() of a non-CPU tensor silently copies it to the CPU instead of raising TypeError",
+        _numpy_moves_non_cpu_tensors,
+    ),
 )
 
 
 def _cuda_is_not_differentiable(mp):
     original = torch.Tensor.cuda
     mp.setattr(torch.Tensor, "cuda", lambda self, *a, **k: original(self, *a, **k).detach())
-
-
-def _numpy_moves_non_cpu_tensors(mp):
-    original = torch.Tensor.numpy
-    mp.setattr(torch.Tensor, "numpy", lambda self, *a, **k: original(self.cpu() if self.device.type != "cpu" else self, *a, **k))
 
 
 def _item_of_many_elements_raises_runtime_error(mp):
@@ -131,10 +137,9 @@ def _item_of_many_elements_raises_runtime_error(mp):
     mp.setattr(torch.Tensor, "item", item)
 
 
-#: Not in the registry: their clauses' tests skip on torch 2.13 CPU, so tests/test_mutations.py cannot prove them there.
-NEEDS_A_NON_CPU_DEVICE_OR_TORCH_1_13 = (
+#: Not in the registry: their clauses' tests skip on torch 2.13 without CUDA, so tests/test_mutations.py cannot prove them.
+NEEDS_CUDA_OR_TORCH_1_13 = (
     Mutant("cuda_is_not_differentiable", ("XFER-4",), "Tensor.cuda() returns a detached copy, unlike .to('cuda')", _cuda_is_not_differentiable),
-    Mutant("numpy_moves_non_cpu_tensors", ("XFER-6",), "Tensor.numpy() of a non-CPU tensor silently copies it to the CPU instead of raising TypeError", _numpy_moves_non_cpu_tensors),
     Mutant(
         "item_of_many_elements_raises_runtime_error_on_1_13",
         ("XFER-12",),
