@@ -183,3 +183,13 @@ def test_backend_modules_from_the_option_and_the_entry_point_group_are_imported_
     ]
     assert entries[1]["distribution"] is None  # the standard library belongs to no distribution
     assert set(entries[0]) == {"module", "origin", "distribution", "version"}
+
+
+def test_set_shares_the_source_storage(emu):
+    source = torch.arange(6.0, device=emu)
+    t = torch.empty(0, device=emu)
+    t.set_(source)
+    assert t.data_ptr() == source.data_ptr() and t.shape == (6,)
+    u = torch.empty(0, device=emu).set_(source.untyped_storage(), 2, (2, 2), (2, 1))
+    source.add_(1)
+    assert torch.equal(u.cpu(), torch.tensor([[3.0, 4.0], [5.0, 6.0]]))

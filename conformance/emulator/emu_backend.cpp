@@ -478,15 +478,24 @@ at::Tensor emu_copy_from_and_resize(const at::Tensor& self, const at::Tensor& ds
   return emu_copy_from(self, dst, false);
 }
 
+int64_t to_int(const c10::IValue& value) {
+  return value.isSymInt() ? value.toSymInt().guard_int(__FILE__, __LINE__) : value.toInt();
+}
+
+std::vector<int64_t> to_ints(const c10::IValue& value) {
+  std::vector<int64_t> ints;
+  for (const c10::IValue& item : value.toListRef()) {
+    ints.push_back(to_int(item));
+  }
+  return ints;
+}
+
 void emu_resize_boxed(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   // resize_(Tensor(a!) self, SymInt[] size, *, MemoryFormat? memory_format=None) -> Tensor(a!)
   c10::IValue format = torch::jit::pop(*stack);
   c10::IValue size_value = torch::jit::pop(*stack);
   at::Tensor self = torch::jit::pop(*stack).toTensor();
-  std::vector<int64_t> size;
-  for (const c10::IValue& item : size_value.toListRef()) {
-    size.push_back(item.isSymInt() ? item.toSymInt().guard_int(__FILE__, __LINE__) : item.toInt());
-  }
+  std::vector<int64_t> size = to_ints(size_value);
   int64_t numel = 1;
   for (int64_t s : size) {
     numel *= s;
@@ -501,6 +510,44 @@ void emu_resize_boxed(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   torch::jit::push(*stack, self);
 }
 
+// set_ in all its forms: `self` takes the source's storage itself (shared, as
+// on any device), which CPU aliases cannot express.
+void emu_set_boxed(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const size_t n = op.schema().arguments().size();
+  std::vector<c10::IValue> args(stack->end() - n, stack->end());
+  torch::jit::drop(*stack, n);
+  at::Tensor self = args[0].toTensor();
+  c10::TensorImpl* impl = self.unsafeGetTensorImpl();
+  if (n == 1) {  // set_(self): an empty tensor with a fresh storage
+    impl->set_storage_keep_dtype(c10::Storage(c10::Storage::use_byte_size_t(), 0, g_allocator.allocate(0),
+                                              &g_allocator, /*resizable=*/true));
+    impl->set_sizes_contiguous({0});
+  } else if (args[1].isTensor()) {  // set_(self, Tensor source)
+    const at::Tensor& source = args[1].toTensor();
+    TORCH_CHECK(is_emu(source), "set_: expected a source tensor on ", kEmuDevice, ", got one on ", source.device());
+    impl->set_storage_keep_dtype(source.storage());
+    impl->set_sizes_and_strides(source.sizes(), source.strides());
+    impl->set_storage_offset(source.storage_offset());
+  } else {  // set_(self, Storage source[, offset, size, stride])
+    c10::Storage storage = args[1].toStorage();
+    TORCH_CHECK(storage.device().type() == kEmu, "set_: expected a storage on ", kEmuDevice, ", got one on ",
+                storage.device());
+    const int64_t offset = n > 2 ? to_int(args[2]) : 0;
+    std::vector<int64_t> size =
+        n > 3 ? to_ints(args[3])
+              : std::vector<int64_t>{static_cast<int64_t>(storage.nbytes() / self.dtype().itemsize())};
+    std::vector<int64_t> stride = n > 4 ? to_ints(args[4]) : std::vector<int64_t>{};
+    impl->set_storage_keep_dtype(std::move(storage));
+    if (stride.empty()) {
+      impl->set_sizes_contiguous(size);
+    } else {
+      impl->set_sizes_and_strides(size, stride);
+    }
+    impl->set_storage_offset(offset);
+  }
+  torch::jit::push(*stack, self);
+}
+
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&emu_fallback>());
 }
@@ -509,6 +556,10 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   m.impl("_copy_from", TORCH_FN(emu_copy_from));
   m.impl("_copy_from_and_resize", TORCH_FN(emu_copy_from_and_resize));
   m.impl("resize_", torch::CppFunction::makeFromBoxedFunction<&emu_resize_boxed>());
+  m.impl("set_", torch::CppFunction::makeFromBoxedFunction<&emu_set_boxed>());
+  m.impl("set_.source_Tensor", torch::CppFunction::makeFromBoxedFunction<&emu_set_boxed>());
+  m.impl("set_.source_Storage", torch::CppFunction::makeFromBoxedFunction<&emu_set_boxed>());
+  m.impl("set_.source_Storage_storage_offset", torch::CppFunction::makeFromBoxedFunction<&emu_set_boxed>());
   m.impl("convolution_overrideable", torch::CppFunction::makeFromBoxedFunction<&emu_convolution>());
   m.impl("convolution_backward_overrideable",
          torch::CppFunction::makeFromBoxedFunction<&emu_convolution_backward>());
