@@ -15,6 +15,7 @@ import hypothesis
 import pytest
 import torch
 
+from conformance.plugin.devices import status_in_run
 from conformance.plugin.profiles import ENV_VAR, selected_profile
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
@@ -23,6 +24,8 @@ USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
 no_accelerators = pytest.mark.skipif(
     torch.cuda.is_available() or torch.backends.mps.is_available(), reason="an accelerator is present"
 )
+#: Whether the emulated device runs among the default devices here (it does where no accelerator is and it builds).
+EMULATED_BY_DEFAULT = status_in_run("emu", explicit=False).available
 
 
 def clause_md(clause_id: str, title: str = "a clause", versions: str = ">=1.13", basis: str = "documented") -> str:
@@ -201,7 +204,7 @@ def test_device_tests_are_parametrized_over_cpu_cuda_mps_by_default(suite):
 def test_absent_default_devices_skip_as_not_available(suite):
     suite.write_tests(DEVICE_TEST)
     result = suite.run()
-    result.assert_outcomes(passed=1, skipped=2)
+    result.assert_outcomes(passed=1 + EMULATED_BY_DEFAULT, skipped=2)  # cpu (and emu) pass
     result.stdout.fnmatch_lines_random(["SKIPPED * cuda not available*", "SKIPPED * mps not available*"])
 
 
@@ -219,7 +222,8 @@ def test_explicit_unavailable_device_is_a_usage_error_listing_available_ones(sui
     suite.write_tests(DEVICE_TEST)
     result = suite.run("--device", "cuda")
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines(["*requested device(s) not available: cuda not available*Available here: cpu"])
+    available = "cpu, emu" if EMULATED_BY_DEFAULT else "cpu"
+    result.stderr.fnmatch_lines([f"*requested device(s) not available: cuda not available*Available here: {available}"])
 
 
 # ----------------------------------------------------------------------------- --clause
@@ -343,7 +347,8 @@ def test_json_report_marks_absent_default_devices_skipped(suite):
     suite.write_tests(REPORT_TESTS)
     _, report = run_report(suite)
     devices = clause_entry(report, "PASS-1")["devices"]
-    assert {name: d["outcome"] for name, d in devices.items()} == {"cpu": "passed", "cuda": "skipped", "mps": "skipped"}
+    expected = {"cpu": "passed", "cuda": "skipped", "mps": "skipped", "emu": "passed" if EMULATED_BY_DEFAULT else "skipped"}
+    assert {name: d["outcome"] for name, d in devices.items()} == expected
     assert "not available" in devices["cuda"]["reason"]
     # device-independent tests count on every device, but nothing ran on an absent one
     assert clause_entry(report, "OLD-1")["devices"]["cuda"]["outcome"] == "not applicable"
@@ -506,7 +511,7 @@ def test_hypothesis_profile_selection_shows_in_header(suite, monkeypatch, enviro
     )
     result = suite.run(*args)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"autograd-conformance *, 4 clauses, devices: cpu, cuda, mps, hypothesis profile: {expected}"])
+    result.stdout.fnmatch_lines([f"autograd-conformance *, 4 clauses, devices: cpu, cuda, mps, emu, hypothesis profile: {expected}"])
 
 
 @pytest.mark.parametrize(
@@ -706,7 +711,7 @@ def test_the_accum_2_entry_names_its_reproduction_range_and_device():
     from conformance.spec.registry import load_specs
 
     (accum_2,) = [e for e in load_expectations(DEFAULT_EXPECTATIONS, load_specs()) if e.clause == "ACCUM-2"]
-    assert (accum_2.torch, accum_2.devices, accum_2.issue) == (">=1.13.1", ("cpu",), None)
+    assert (accum_2.torch, accum_2.devices, accum_2.issue) == (">=1.13.1", ("cpu", "emu"), None)
     assert accum_2.reproduction.endswith("::" + accum_2.test)
     assert "No upstream issue found" in accum_2.reason
     assert accum_2.in_force("1.13.1") and accum_2.in_force("2.15.0+cu128") and not accum_2.in_force("1.12.1")
