@@ -8,7 +8,10 @@ over torch's ``VariableType`` kernel).  CPU tensors never reach them, so the
 clauses a variant breaks must fail on ``emu`` and still hold on ``cpu``.  Each
 one models a mistake a real backend bring-up makes; ``breaks`` names the
 clauses whose tests must fail on the device (``tests/test_broken_backends.py``
-checks it).
+checks it).  The kernels are Python functions registered with
+``torch.library``, but for one C++ kernel (``detach`` for
+``gradients_left_on_cpu``, compiled on first use like the emulator and cached
+beside it; see ``_HOST_DETACH_SOURCE`` for why).
 
 Loaded as a pytest plugin: ``pytest -p tests.broken_backends --broken-backend
 NAME --device cpu,emu``.  The kernels are registered when pytest configures the
@@ -246,6 +249,7 @@ def _install_gradients_left_on_cpu(lib: torch.library.Library) -> None:
     # under create_graph=True), add (a sum recorded under create_graph=True); add_ adds into a
     # .grad left on the host.
     lib._broken_backend_extras = [_HostDetach()]
+
     def host_clone(original: _Original):
         def kernel(keys, self, **kwargs):
             if not _accumulating():
@@ -319,8 +323,9 @@ BROKEN_BACKENDS: dict[str, BrokenBackend] = {
         ),
         BrokenBackend(
             "gradients_left_on_cpu",
-            ("ACCUM-2", "LEAF-4", "XFER-2"),
-            "gradients of device leaves are accumulated on the host and left there: .grad is a CPU tensor",
+            ("LEAF-4", "XFER-2", "ACCUM-5"),
+            "gradients of device leaves are accumulated on the host and left there: inside AccumulateGrad the "
+            "device's detach, clone, new_empty_strided and add return CPU tensors, so .grad is a CPU tensor",
             _install_gradients_left_on_cpu,
         ),
     )
