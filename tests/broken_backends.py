@@ -308,14 +308,14 @@ BROKEN_BACKENDS: dict[str, BrokenBackend] = {
         ),
         BrokenBackend(
             "device_copy_drops_the_graph",
-            ("XFER-2", "REQGRAD-6"),
+            ("XFER-2", "REQGRAD-6", "XDEV-8"),
             "the device's autograd kernel for _to_copy (y.cpu(), y.to('cpu'), y.to(dtype), y.double() of a "
             "device tensor) copies without recording: the copy does not require grad and has no grad_fn",
             _install_device_copy_drops_the_graph,
         ),
         BrokenBackend(
             "inplace_kernels_skip_version_bump",
-            ("INPLACE-4", "INPLACE-5", "DETACH-3", "GRADMODE-16"),
+            ("INPLACE-4", "INPLACE-5", "DETACH-3", "GRADMODE-16", "XDEV-2"),
             "the device's autograd kernels for in-place ops record the graph but skip the ADInplaceOrView "
             "kernel: in-place writes leave the version counter unchanged (stale saved tensors go unnoticed) "
             "and no longer refuse an inference tensor outside inference mode",
@@ -323,7 +323,7 @@ BROKEN_BACKENDS: dict[str, BrokenBackend] = {
         ),
         BrokenBackend(
             "gradients_left_on_cpu",
-            ("LEAF-4", "XFER-2", "ACCUM-5"),
+            ("LEAF-4", "XFER-2", "ACCUM-5", "XDEV-5"),
             "gradients of device leaves are accumulated on the host and left there: inside AccumulateGrad the "
             "device's detach, clone, new_empty_strided and add return CPU tensors, so .grad is a CPU tensor",
             _install_gradients_left_on_cpu,
