@@ -1,7 +1,8 @@
 """Every property test's examples can fail: under the ``ci`` profile, at least 90% of each test's examples are decisive.
 
-Runs the conformance suite (CPU, ``ci`` profile) once with ``tests/decisiveness.py``
-and prints the table, lowest share first.  An example is not decisive when
+Runs the conformance suite (CPU, ``ci`` profile) once with ``tests/decisiveness.py``,
+then, on the emulated device, the tests declared not to run on the CPU (device rules:
+the cross-device and non-CPU tests), and prints the table, lowest share first.  An example is not decisive when
 hypothesis discarded it (``assume``/``filter``) or the test marked it
 :func:`conformance.testlib.strategies.vacuous`.
 """
@@ -20,17 +21,28 @@ from tests.decisiveness import THRESHOLD, format_table, read_report, share
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def tally(tmp_path_factory) -> dict[str, dict]:
-    path = tmp_path_factory.mktemp("decisiveness") / "decisiveness.json"
+def _tally(path: Path, device: str, *extra: str) -> dict[str, dict]:
     command = [
         sys.executable, "-m", "pytest", "conformance/tests", "-q", "-p", "no:cacheprovider", "-p", "tests.decisiveness",
-        "--device", "cpu", "--hypothesis-profile", "ci", "--conformance-report=", "--decisiveness-report", str(path),
+        "--device", device, "--hypothesis-profile", "ci", "--conformance-report=", "--decisiveness-report", str(path), *extra,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-2000:]
     return read_report(path)
+
+
+@pytest.fixture(scope="module")
+def tally(tmp_path_factory) -> dict[str, dict]:
+    from conformance import emulator
+
+    directory = tmp_path_factory.mktemp("decisiveness")
+    entries = _tally(directory / "cpu.json", "cpu")
+    try:
+        emulator.load()
+    except emulator.EmulatorUnavailable:
+        return entries  # the device-bound tests are then not measured; test_mutations says which clauses go unchecked
+    return {**entries, **_tally(directory / "emu.json", "emu", "-m", "devices or needs_other_device")}
 
 
 def test_every_property_test_is_at_least_90_percent_decisive(tally, capsys):
