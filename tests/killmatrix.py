@@ -309,6 +309,18 @@ def _clause_ids() -> list[str]:
 # ----------------------------------------------------------------------------- the matrix
 
 
+def _mutant_totals(rows: dict[str, dict]) -> dict:
+    """The totals over the matrix's mutant rows: killed, precise, survivors, collateral."""
+    return {
+        "killed": sum(r["killed"] for r in rows.values()),
+        "precise": sum(r["precise"] for r in rows.values()),
+        "surviving": sorted(name for name, r in rows.items() if not r["killed"]),
+        "imprecise": sorted(name for name, r in rows.items() if r["killed"] and not r["precise"]),
+        "with_collateral": sum(bool(r["collateral"]) for r in rows.values()),
+        "collateral_pairs": sum(len(r["collateral"]) for r in rows.values()),
+    }
+
+
 def build_matrix(parts: list[dict], mutants: dict[str, Mutant], clause_ids: list[str]) -> dict:
     """Merge the workers' parts: per mutant killed / precise / collateral, per clause its killers, totals."""
     tests_run: dict[str, int] = {name: 0 for name in mutants}
@@ -349,12 +361,7 @@ def build_matrix(parts: list[dict], mutants: dict[str, Mutant], clause_ids: list
         }
     totals = {
         "mutants": len(rows),
-        "killed": sum(r["killed"] for r in rows.values()),
-        "precise": sum(r["precise"] for r in rows.values()),
-        "surviving": sorted(name for name, r in rows.items() if not r["killed"]),
-        "imprecise": sorted(name for name, r in rows.items() if r["killed"] and not r["precise"]),
-        "with_collateral": sum(bool(r["collateral"]) for r in rows.values()),
-        "collateral_pairs": sum(len(r["collateral"]) for r in rows.values()),
+        **_mutant_totals(rows),
         "clauses": len(clause_ids),
         "clauses_killed": sum(bool(k) for k in killers.values()),
         "clauses_without_killing_mutant": sorted(cid for cid, k in killers.items() if not k and cid in checkable),
@@ -405,12 +412,7 @@ def merge_matrices(first: dict, second: dict) -> dict:
     t1, t2 = first["totals"], second["totals"]
     totals = {
         **t1,
-        "killed": sum(r["killed"] for r in rows.values()),
-        "precise": sum(r["precise"] for r in rows.values()),
-        "surviving": sorted(name for name, r in rows.items() if not r["killed"]),
-        "imprecise": sorted(name for name, r in rows.items() if r["killed"] and not r["precise"]),
-        "with_collateral": sum(bool(r["collateral"]) for r in rows.values()),
-        "collateral_pairs": sum(len(r["collateral"]) for r in rows.values()),
+        **_mutant_totals(rows),
         "clauses_killed": sum(bool(c["killed_by"]) for c in clauses.values()),
         "clauses_without_killing_mutant": sorted(cid for cid, c in clauses.items() if not c["killed_by"] and c["checkable_here"]),
         "clauses_not_checkable_here": sorted(cid for cid, c in clauses.items() if not c["checkable_here"]),

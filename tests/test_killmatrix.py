@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-from tests.killmatrix import ALWAYS, _spy, _Tracer, build_matrix, footprint, format_totals
+from tests.killmatrix import ALWAYS, _spy, _Tracer, build_matrix, footprint, format_totals, merge_matrices
 from tests.mutants import MUTANTS, Mutant
 
 
@@ -123,3 +123,26 @@ def test_build_matrix_merges_worker_parts():
     matrix = build_matrix(parts, mutants, ["A-1"])
     assert matrix["mutants"]["m"]["tests_run"] == 2 and matrix["mutants"]["m"]["precise"]
     assert matrix["totals"]["seconds"] == 4.0 and matrix["totals"]["baseline_tests"] == 2
+
+
+def test_merge_matrices_of_two_devices_proves_a_clause_only_the_second_device_checks():
+    """The CPU matrix cannot check D-1 (its test is declared for non-CPU devices); the emulated device's can."""
+    mutants = {m.name: m for m in (_mutant("cpu_bug", ("A-1",)), _mutant("device_bug", ("D-1",)))}
+    failing = {"test": "t", "cites": ["D-1"], "violated": ["D-1"], "message": "D-1 violated: z"}
+    cpu = build_matrix(
+        [{"tests_run": {"cpu_bug": 1, "device_bug": 0},
+          "failures": {"cpu_bug": [{"test": "t1", "cites": ["A-1"], "violated": ["A-1"], "message": ""}], "device_bug": []},
+          "baseline": {"t1": {"outcome": "passed", "cites": ["A-1"]}, "t2": {"outcome": "skipped", "cites": ["D-1"]}}, "seconds": 2.0}],
+        mutants, ["A-1", "D-1"],
+    )  # fmt: skip
+    device = build_matrix(
+        [{"tests_run": {"cpu_bug": 0, "device_bug": 1}, "failures": {"cpu_bug": [], "device_bug": [failing]},
+          "baseline": {"t2[emu]": {"outcome": "passed", "cites": ["D-1"]}}, "seconds": 1.0}],
+        mutants, ["A-1", "D-1"],
+    )  # fmt: skip
+    assert cpu["totals"]["surviving"] == ["device_bug"] and cpu["totals"]["clauses_not_checkable_here"] == ["D-1"]
+    merged = merge_matrices(cpu, device)
+    assert merged["totals"]["surviving"] == [] and merged["totals"]["precise"] == 2
+    assert merged["clauses"]["D-1"] == {"killed_by": ["device_bug"], "checkable_here": True}
+    assert merged["totals"]["clauses_not_checkable_here"] == [] and merged["totals"]["seconds"] == 3.0
+    assert merged["mutants"]["cpu_bug"]["precise"], "a mutant the first device proved stays proven"
