@@ -578,11 +578,37 @@ TORCH_LIBRARY_IMPL(aten, Negative, m) {
   m.impl("_copy_from_and_resize", torch::CppFunction::makeFallthrough());
 }
 
+// Structured operators have, besides their CPU and CUDA kernels, a generic
+// kernel (CompositeExplicitAutogradNonFunctional) for other backends that
+// allocates the output and calls the out= form; for reductions such as
+// mse_loss(reduction="sum") that output is 0-dim and the CPU kernel resizes it
+// with a deprecation warning.  A backend with kernels of its own, like CUDA,
+// never takes that path, so the emulator registers the fallback for each such
+// operator that has a CPU kernel: it runs the CPU kernel itself.
+void route_structured_operators_to_their_cpu_kernels() {
+  static auto* library =
+      new torch::Library(torch::Library::IMPL, "aten", c10::DispatchKey::PrivateUse1, __FILE__, __LINE__);
+  auto& dispatcher = c10::Dispatcher::singleton();
+  for (const c10::OperatorName& name : dispatcher.getAllOpNames()) {
+    if (name.name.rfind("aten::", 0) != 0) {
+      continue;
+    }
+    auto op = dispatcher.findOp(name);
+    if (!op || !op->hasKernelForDispatchKey(c10::DispatchKey::CompositeExplicitAutogradNonFunctional) ||
+        !op->hasKernelForDispatchKey(c10::DispatchKey::CPU) || op->hasKernelForDispatchKey(c10::DispatchKey::PrivateUse1)) {
+      continue;
+    }
+    std::string qualified = name.name.substr(6) + (name.overload_name.empty() ? "" : "." + name.overload_name);
+    library->impl(qualified.c_str(), torch::CppFunction::makeFromBoxedFunction<&emu_fallback>());
+  }
+}
+
 // Registered at load time; the hooks object lives as long as the process.
 struct RegisterEmu {
   RegisterEmu() {
     c10::SetAllocator(kEmu, &g_allocator);
     at::RegisterPrivateUse1HooksInterface(new EmuHooks());
+    route_structured_operators_to_their_cpu_kernels();
   }
 };
 RegisterEmu g_register_emu;
