@@ -32,7 +32,7 @@ import re
 import sysconfig
 from pathlib import Path
 
-__all__ = ["DEVICE_TYPE", "MIN_TORCH", "EmulatorUnavailable", "load", "is_loaded", "build_log"]
+__all__ = ["DEVICE_TYPE", "MIN_TORCH", "EmulatorUnavailable", "load", "is_loaded", "library_path"]
 
 #: The device type the emulator registers (``torch.device("emu")``).
 DEVICE_TYPE = "emu"
@@ -115,8 +115,8 @@ def is_loaded() -> bool:
     return _state.get("loaded") is True
 
 
-def build_log() -> str:
-    """Where the compiled library lives (empty before :func:`load`)."""
+def library_path() -> str:
+    """Where the compiled backend library lives (empty before :func:`load`)."""
     return str(_state.get("library", ""))
 
 
@@ -185,7 +185,8 @@ def _build_and_load_library() -> None:
             f"building the emulated device's C++ backend failed ({type(exc).__name__}: {first_line}); "
             f"set CONFORMANCE_EMU_VERBOSE=1 to see the compiler"
         ) from exc
-    _state["library"] = library if isinstance(library, str) else str(build_dir)
+    # load() returns the library's path on some torch versions and nothing on others
+    _state["library"] = library if isinstance(library, str) else str(build_dir / f"{name}.so")
 
 
 def _default_build_root() -> Path:
