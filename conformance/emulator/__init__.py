@@ -53,7 +53,8 @@ class EmulatorUnavailable(RuntimeError):
 class _EmuModule:
     """``torch.emu``: what torch and the suite ask of a device module.
 
-    The device computes synchronously on the host, so synchronizing is a no-op;
+    The device computes synchronously on the host, so synchronizing has nothing to
+    wait for (it counts its calls, for the benchmarks' self-test);
     random numbers for it are drawn by the CPU generator (the fallback runs the
     CPU kernels), so seeding the CPU generator seeds it.
     """
@@ -92,16 +93,6 @@ class _EmuModule:
     @staticmethod
     def _is_in_bad_fork() -> bool:
         return False
-
-    @staticmethod
-    def get_amp_supported_dtype():
-        import torch
-
-        return [torch.float16, torch.bfloat16]
-
-    @staticmethod
-    def is_bf16_supported() -> bool:
-        return True
 
 
 def _torch_line() -> tuple[int, int]:

@@ -45,8 +45,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         metavar="DEVICE",
         help="torch device(s) to run on, repeatable or comma-separated (e.g. cpu,cuda:1). "
-        "Default: cpu, plus cuda and mps, which skip when absent. An explicitly named "
-        "device that is unavailable is a usage error.",
+        "Default: cpu, plus cuda and mps, which skip when absent, and the emulated device emu "
+        "where neither is present. An explicitly named device that is unavailable is a usage error.",
     )
     group.addoption(
         "--backend",

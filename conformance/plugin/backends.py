@@ -71,9 +71,6 @@ def import_backends(modules: list[str]) -> list[dict]:
             module = importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - any import failure is reported with its cause
             raise BackendError(f"backend module {name!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
-        register = getattr(module, "register_for_conformance", None)
-        if callable(register):  # a package may defer registration to this hook
-            register()
         distribution, version = _distribution_of(name)
         _loaded[name] = {
             "module": name,
@@ -95,17 +92,18 @@ def backend_entries() -> list[dict]:
         entries.append(
             {"module": "conformance.emulator", "origin": "--device emu", "distribution": "autograd-conformance", "version": __version__}
         )
-    privateuse1 = torch._C._get_privateuse1_backend_name() if hasattr(torch._C, "_get_privateuse1_backend_name") else None
-    for entry in entries:
-        entry["privateuse1_device_type"] = privateuse1 if privateuse1 != "privateuseone" else None
     for ep in _entry_points(TORCH_AUTOLOAD_GROUP):
+        dist = getattr(ep, "dist", None)
         entries.append(
             {
                 "module": ep.value.split(":")[0],
                 "origin": f"torch autoload entry point {ep.name!r}",
-                "distribution": getattr(getattr(ep, "dist", None), "name", None),
-                "version": getattr(getattr(ep, "dist", None), "version", None),
-                "privateuse1_device_type": privateuse1 if privateuse1 != "privateuseone" else None,
+                "distribution": getattr(dist, "name", None),
+                "version": getattr(dist, "version", None),
             }
         )
+    # the name a loaded backend gave the PrivateUse1 key ("privateuseone" while none has)
+    name = torch._C._get_privateuse1_backend_name() if hasattr(torch._C, "_get_privateuse1_backend_name") else None
+    for entry in entries:
+        entry["privateuse1_device_type"] = name if name != "privateuseone" else None
     return entries
