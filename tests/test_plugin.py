@@ -17,6 +17,7 @@ import torch
 
 from conformance.plugin.devices import status_in_run
 from conformance.plugin.profiles import ENV_VAR, selected_profile
+from conformance.reporting.report_io import REPORT_SCHEMA_VERSION
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR
 
@@ -323,7 +324,7 @@ def test_json_report_has_per_clause_per_device_outcomes(suite):
     suite.write_tests(REPORT_TESTS)
     result, report = run_report(suite, "--device", "cpu")
     result.assert_outcomes(passed=1, failed=1, skipped=1)
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == REPORT_SCHEMA_VERSION
     assert [c["id"] for c in report["clauses"]] == ["PASS-1", "FAIL-1", "OLD-1", "UNCITED-1"]
     assert clause_entry(report, "PASS-1")["devices"]["cpu"]["outcome"] == "passed"
     failed = clause_entry(report, "FAIL-1")["devices"]["cpu"]
@@ -408,7 +409,7 @@ def test_strict_xfail_that_passes_fails_the_clause(suite):
 def test_json_report_goes_to_a_new_directory(suite):
     suite.write_tests(REPORT_TESTS)
     suite.run("--device", "cpu", "--conformance-report=reports/nested/out.json")
-    assert json.loads((suite.pytester.path / "reports/nested/out.json").read_text())["schema_version"] == 1
+    assert json.loads((suite.pytester.path / "reports/nested/out.json").read_text())["schema_version"] == REPORT_SCHEMA_VERSION
 
 
 def test_terminal_summary_names_violated_and_uncited_clauses(suite):
@@ -511,7 +512,7 @@ def test_hypothesis_profile_selection_shows_in_header(suite, monkeypatch, enviro
     )
     result = suite.run(*args)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"autograd-conformance *, 4 clauses, devices: cpu, cuda, mps, emu, hypothesis profile: {expected}"])
+    result.stdout.fnmatch_lines([f"autograd-conformance *, 4 clauses, devices: cpu, cuda, mps, emu, modes: eager, hypothesis profile: {expected}"])
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,8 @@ from .device_rules import (  # noqa: F401 (hook implementations, registered with
 )
 from .backends import BackendError, import_backends
 from .devices import DEFAULT_DEVICES, probe, resolve_requested, status_in_run
+from .modes import CompiledModeRuns, resolve_modes
+from ..testlib.modes import EAGER, MODE_NAMES, Mode
 from .recording import OutcomeRecorder
 from .run_state import PACKAGE_TESTS, SPEC_MARKER, RunState
 from .verdict import ReportAndVerdict
@@ -47,6 +49,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="torch device(s) to run on, repeatable or comma-separated (e.g. cpu,cuda:1). "
         "Default: cpu, plus cuda and mps, which skip when absent, and the emulated device emu "
         "where neither is present. An explicitly named device that is unavailable is a usage error.",
+    )
+    group.addoption(
+        "--mode",
+        action="append",
+        metavar="MODE",
+        help=f"execution mode(s), repeatable or comma-separated: {', '.join(MODE_NAMES)}. Default: eager. In a "
+        "compiled mode each test's user program runs through torch.compile with that backend; a pass that did not "
+        "rest on compiled code (graph break, eager fallback) is reported 'not compiled'",
     )
     group.addoption(
         "--backend",
@@ -157,6 +167,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if name.split(":")[0] == emulator.DEVICE_TYPE:
             status_in_run(name, explicit)
 
+    modes = resolve_modes(config.getoption("mode"))
+
     clause_filter = frozenset(
         part.strip() for value in config.getoption("clause") or () for part in value.split(",") if part.strip()
     )
@@ -181,9 +193,10 @@ def pytest_configure(config: pytest.Config) -> None:
         expectations=[e for e in expectations if e.in_force(torch.__version__)],
         expectations_path=expectations_path,
         seed=config.getoption("--hypothesis-seed", None),
+        modes=modes,
     )
     config.stash[_RUN] = run
-    for part in (CollectionRules(run), OutcomeRecorder(run), ReportAndVerdict(run)):
+    for part in (CollectionRules(run), OutcomeRecorder(run), ReportAndVerdict(run), CompiledModeRuns(profile)):
         config.pluginmanager.register(part, f"autograd-conformance-{type(part).__name__}")
 
 
@@ -201,7 +214,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     run = config.stash[_RUN]
     return [
         f"autograd-conformance {__version__}: torch {torch.__version__}, {len(run.registry)} clauses, "
-        f"devices: {', '.join(run.devices)}, hypothesis profile: {run.profile}"
+        f"devices: {', '.join(run.devices)}, modes: {', '.join(run.modes)}, hypothesis profile: {run.profile}"
     ]
 
 
@@ -209,9 +222,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    run = metafunc.config.stash[_RUN]
     if "device" in metafunc.fixturenames:
-        devices = metafunc.config.stash[_RUN].devices
-        metafunc.parametrize("device", devices, indirect=True, ids=str, scope="session")
+        metafunc.parametrize("device", run.devices, indirect=True, ids=str, scope="session")
+    # Only conformance tests run in compiled modes; an eager-only run keeps the test ids it always had.
+    if run.modes != [EAGER] and "mode" in metafunc.fixturenames and run.is_conformance_path(metafunc.definition.path):
+        metafunc.parametrize("mode", run.modes, indirect=True, ids=str, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -221,6 +237,17 @@ def device(request: pytest.FixtureRequest) -> str:
     if not status.available:
         pytest.skip(status.reason)
     return request.param
+
+
+@pytest.fixture(scope="session")
+def mode(request: pytest.FixtureRequest) -> Mode:
+    """The execution mode under test (``conformance/testlib/modes.py``): eager unless ``--mode`` names others."""
+    return Mode(getattr(request, "param", EAGER))
+
+
+@pytest.fixture(autouse=True)
+def _every_test_has_a_mode(mode: Mode) -> None:
+    """Gives every test a ``mode``, so that a test that ignores it is still run (and judged) in each mode."""
 
 
 # ----------------------------------------------------------------------------- state guard

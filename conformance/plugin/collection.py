@@ -7,6 +7,7 @@ import torch
 
 from ..reporting.report import TestRecord
 from .known_failures import mark_expected_failures
+from .modes import item_mode, target_unavailable
 from .run_state import SPEC_MARKER, RunState
 
 
@@ -48,9 +49,18 @@ class CollectionRules:
                 continue
             callspec = getattr(item, "callspec", None)
             device_name = callspec.params.get("device") if callspec else None
-            self.run.records[item.nodeid] = TestRecord(item.nodeid, clause_ids, device_name)
+            mode = item_mode(item)
+            self.run.records[item.nodeid] = TestRecord(item.nodeid, clause_ids, device_name, mode=mode)
+            not_compilable = [self.run.registry[cid].not_applicable_in(mode) for cid in clause_ids]
+            if not excluded and all(not_compilable):
+                excluded = True
+                item.add_marker(pytest.mark.skip(reason="; ".join(not_compilable)))
+            unavailable = target_unavailable(device_name, mode)
+            if not excluded and unavailable:
+                excluded = True
+                item.add_marker(pytest.mark.skip(reason=unavailable))
             if not excluded:
-                mark_expected_failures(self.run, item, clause_ids, device_name)
+                mark_expected_failures(self.run, item, clause_ids, device_name, mode)
             keep.append(item)
         if problems:
             raise pytest.UsageError("invalid clause citations:\n  " + "\n  ".join(problems))

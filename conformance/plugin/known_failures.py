@@ -8,9 +8,11 @@ from ..spec.expectations import Expectation
 from .run_state import RunState
 
 
-def mark_expected_failures(run: RunState, item: pytest.Item, clause_ids: tuple[str, ...], device_name: str | None) -> None:
+def mark_expected_failures(
+    run: RunState, item: pytest.Item, clause_ids: tuple[str, ...], device_name: str | None, mode: str = "eager"
+) -> None:
     """Mark ``item`` xfail (non-strict) for every expectation in force that matches it."""
-    matching = [e for e in run.expectations if e.matches(item.nodeid, clause_ids, device_name)]
+    matching = [e for e in run.expectations if e.matches(item.nodeid, clause_ids, device_name, mode)]
     for expectation in matching:
         run.expected_failures[expectation].append(item.nodeid)
     if matching:
@@ -28,6 +30,8 @@ def stale_expectations(run: RunState) -> list[tuple[Expectation, str]]:
         outcomes = {record.outcome for record in matched}
         if expectation.devices and not set(expectation.devices) & set(run.devices):
             continue  # none of its devices is in this run
+        if expectation.modes and not set(expectation.modes) & set(run.modes):
+            continue  # none of its modes is in this run
         if expectation.clause not in run.citations:
             continue  # no test of its clause was collected (a subset of the files ran): nothing to say
         if not matched:

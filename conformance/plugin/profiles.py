@@ -28,6 +28,11 @@ PROFILES = {
 }
 
 
+#: the most examples a property test draws in a compiled mode: each example is a new program, compiled anew
+#: (about 0.1 s with aot_eager, several with inductor), so compiled runs draw fewer, larger programs
+COMPILED_MAX_EXAMPLES = {"default": 5, "ci": 5, "thorough": 50}
+
+
 def register_profiles() -> None:
     for name, values in PROFILES.items():
         settings.register_profile(name, **values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from .modes import NOT_COMPILED
 from .run_state import RunState
 
 
@@ -22,6 +23,9 @@ class OutcomeRecorder:
         elif report.skipped and hasattr(report, "wasxfail"):
             record.outcome = "known failure"
             record.message = report.wasxfail
+        elif report.skipped and ("conformance_outcome", NOT_COMPILED) in report.user_properties:
+            record.outcome = NOT_COMPILED
+            record.message = report.longrepr[2].removeprefix(f"{NOT_COMPILED}: ")
         elif report.skipped:
             if record.outcome == "not run":
                 record.outcome = "skipped"

@@ -35,6 +35,7 @@ class RunState:
     expectations: list[Expectation] = field(default_factory=list)  # those in force for this torch
     expectations_path: Path | None = None
     seed: object = None
+    modes: list[str] = field(default_factory=lambda: ["eager"])
     records: dict[str, TestRecord] = field(default_factory=dict)
     citations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     expected_failures: dict[Expectation, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -42,6 +43,10 @@ class RunState:
 
     def is_conformance_test(self, item: pytest.Item) -> bool:
         return _under(item, self.conformance_roots)
+
+    def is_conformance_path(self, path) -> bool:
+        resolved = Path(str(path)).resolve()
+        return any(root == resolved or root in resolved.parents for root in self.conformance_roots)
 
     def is_benchmark(self, item: pytest.Item) -> bool:
         return _under(item, [PACKAGE_BENCHMARKS])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ..reporting.report import build_report, clause_outcomes, tally, write_json_atomically
-from ..reporting.report_io import BASIS_MEANINGS, counts_phrase
+from ..reporting.report_io import BASIS_MEANINGS, counts_phrase, split_target, target_name
 from .devices import status_in_run
 from .environment import collect_environment
 from .known_failures import expectations_summary, stale_expectations
@@ -34,6 +34,7 @@ class ReportAndVerdict:
                 environment=collect_environment(device_status, profile=self.run.profile, seed=self.run.seed),
                 exit_status=int(exitstatus),
                 expectations=expectations_summary(self.run),
+                modes=self.run.modes,
             )
             target = Path(path)
             if not target.is_absolute():
@@ -50,6 +51,7 @@ class ReportAndVerdict:
             self.run.devices,
             torch_version=torch.__version__,
             device_status={name: status_in_run(name, self.run.explicit_devices) for name in self.run.devices},
+            modes=self.run.modes,
         )
         write = terminalreporter.write_line
         terminalreporter.section("autograd conformance")
@@ -73,15 +75,15 @@ class ReportAndVerdict:
             write(f"clauses cited by no collected test: {len(uncited)}: {listing}", yellow=True)
         write(f"clauses on torch {torch.__version__}:")
         verdicts = []
-        for device_name in self.run.devices:
-            status = status_in_run(device_name, self.run.explicit_devices)
+        for target in (target_name(d, m) for m in self.run.modes for d in self.run.devices):
+            status = status_in_run(split_target(target)[0], self.run.explicit_devices)
             if not status.available:
-                write(f"  {device_name}: skipped ({status.reason})", yellow=True)
+                write(f"  {target}: skipped ({status.reason})", yellow=True)
                 continue
-            counts = tally(outcomes, device_name)
+            counts = tally(outcomes, target)
             failed = counts.get("failed", 0) > 0
-            write(f"  {device_name}: {counts_phrase(counts)}", red=failed, green=not failed)
-            verdicts.append((device_name, failed, counts.get("failed", 0)))
+            write(f"  {target}: {counts_phrase(counts)}", red=failed, green=not failed)
+            verdicts.append((target, failed, counts.get("failed", 0)))
         if self.run.report_path is not None:
             write(f"report: {self.run.report_path} (python -m conformance summary {self.run.report_path})")
         violated = [f"{n} clause{'s' if n != 1 else ''} on {name}" for name, failed, n in verdicts if failed]

@@ -34,6 +34,7 @@ OUTCOME_SYMBOLS = {
     "passed": "✅",
     "failed": "❌",
     "known failure": "⚠️",
+    "not compiled": "🔁",
     "not applicable": "➖",
     "skipped": "⏭️",
     "untested": "❔",

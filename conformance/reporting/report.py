@@ -10,9 +10,12 @@ A clause's outcome on a device (worst first, see :data:`OUTCOMES`):
 
 * ``failed`` -- a test of the clause failed or errored there;
 * ``known failure`` -- a test failed, but the expectations file lists it;
+* ``not compiled`` -- in a compiled mode, its tests passed but torch.compile did not compile the
+  program whole (a graph break, a recompile-limit fallback) or the tests compile nothing;
 * ``skipped`` -- all its tests were skipped (e.g. the device is absent);
 * ``untested`` -- none of its tests ran (deselected, interrupted);
-* ``not applicable`` -- its version range excludes the installed torch;
+* ``not applicable`` -- its version range excludes the installed torch, or its spec says it cannot
+  be expressed in compiled code (its ``Compiled`` field) and the mode is a compiled one;
 * ``passed`` -- at least one test passed and none failed.
 """
 
@@ -26,7 +29,15 @@ from pathlib import Path
 from typing import Iterable, Mapping, Protocol
 
 from .. import __version__
-from .report_io import OUTCOMES, REPORT_SCHEMA, REPORT_SCHEMA_VERSION, count_outcomes, write_text_atomically  # the reader owns the schema
+from .report_io import (  # the reader owns the schema
+    EAGER,
+    OUTCOMES,
+    REPORT_SCHEMA,
+    REPORT_SCHEMA_VERSION,
+    count_outcomes,
+    target_name,
+    write_text_atomically,
+)
 
 __all__ = [
     "DEVICE_INDEPENDENT",
@@ -75,6 +86,8 @@ class ClauseLike(Protocol):
 
     def applies_to(self, torch_version: str) -> bool: ...
 
+    def not_applicable_in(self, mode: str) -> str | None: ...  # why the clause cannot hold in ``mode``, or None
+
 
 #: the ``device`` of tests without a ``device`` argument (behaviour that does not depend on one)
 DEVICE_INDEPENDENT = None
@@ -85,8 +98,9 @@ class TestRecord:
     nodeid: str
     clauses: tuple[str, ...]
     device: str | None
-    outcome: str = "not run"  # passed | failed | error | skipped | known failure | not run
+    outcome: str = "not run"  # passed | failed | error | skipped | known failure | not compiled | not run
     message: str = ""
+    mode: str = EAGER
 
 
 def _outcome_of(records: list[TestRecord]) -> tuple[str, str, str]:
@@ -99,6 +113,9 @@ def _outcome_of(records: list[TestRecord]) -> tuple[str, str, str]:
         return "known failure", known[0].message, ""
     if any(r.outcome == "passed" for r in records):
         return "passed", "", ""
+    not_compiled = [r for r in records if r.outcome == "not compiled"]
+    if not_compiled:
+        return "not compiled", not_compiled[0].message, ""
     skipped = [r for r in records if r.outcome == "skipped"]
     if records and len(skipped) == len(records):
         return "skipped", skipped[0].message, ""
@@ -112,49 +129,62 @@ def clause_outcomes(
     *,
     torch_version: str,
     device_status: Mapping[str, DeviceAvailability],
+    modes: Iterable[str] = (EAGER,),
 ) -> dict[str, dict[str, dict]]:
-    """``{clause id: {device: outcome record}}`` for every clause, over the run's devices.
+    """``{clause id: {target: outcome record}}`` for every clause, over the run's devices and modes.
 
-    ``torch_version`` is the installed torch's (a clause's version range is
-    checked against it); ``device_status`` says, for each of ``devices``, whether
-    it was available (the plugin probes the devices: this module knows no torch).
+    A target is a device in a mode (:func:`report_io.target_name`: ``cpu`` when
+    eager, ``cpu@compile:aot_eager`` when compiled).  ``torch_version`` is the
+    installed torch's (a clause's version range is checked against it);
+    ``device_status`` says, for each of ``devices``, whether it was available
+    (the plugin probes the devices: this module knows no torch).
 
-    A device's record is built from the clause's tests on that device plus its
-    device-independent tests; a device with neither has no record. On an
-    unavailable device the clause is ``skipped`` with the device's reason, even
-    when device-independent tests of it passed: nothing ran there.
+    A target's record is built from the clause's tests on that device in that
+    mode plus its device-independent tests in that mode; a target with neither
+    has no record. On an unavailable device the clause is ``skipped`` with the
+    device's reason, even when device-independent tests of it passed: nothing
+    ran there.
     """
-    by_clause: dict[str, dict[str | None, list[TestRecord]]] = defaultdict(lambda: defaultdict(list))
+    by_clause: dict[str, dict[tuple, list[TestRecord]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         for cid in record.clauses:
-            by_clause[cid][record.device].append(record)
+            by_clause[cid][(record.device, record.mode)].append(record)
+    modes = list(modes)
+    devices = list(devices)
     result: dict[str, dict[str, dict]] = {}
     for cid, clause in clauses.items():
-        tests_by_device = by_clause.get(cid, {})
-        shared = tests_by_device.get(DEVICE_INDEPENDENT, [])
-        per_device: dict[str, dict] = {}
-        for device_name in devices:
-            behind = tests_by_device.get(device_name, []) + shared
-            if not behind:
-                continue
-            status = device_status[device_name]
-            if not clause.applies_to(torch_version):
-                outcome, reason, message = (
-                    "not applicable",
-                    f"{cid} applies to torch {clause.versions}, this is torch {torch_version}",
-                    "",
-                )
-            elif not status.available:
-                outcome, reason, message = "skipped", status.reason, ""
-            else:
-                outcome, reason, message = _outcome_of(behind)
-            per_device[device_name] = {
-                "outcome": outcome,
-                "reason": reason,
-                "message": message,
-                "tests": [r.nodeid for r in behind],
-            }
-        result[cid] = per_device
+        tests_by_target = by_clause.get(cid, {})
+        per_target: dict[str, dict] = {}
+        for mode in modes:
+            shared = tests_by_target.get((DEVICE_INDEPENDENT, mode), [])
+            for device_name in devices:
+                behind = tests_by_target.get((device_name, mode), []) + shared
+                if not behind:
+                    continue
+                status = device_status[device_name]
+                not_expressible = clause.not_applicable_in(mode) if hasattr(clause, "not_applicable_in") else None
+                if not clause.applies_to(torch_version):
+                    outcome, reason, message = (
+                        "not applicable",
+                        f"{cid} applies to torch {clause.versions}, this is torch {torch_version}",
+                        "",
+                    )
+                elif not_expressible:
+                    outcome, reason, message = "not applicable", not_expressible, ""
+                elif not status.available:
+                    outcome, reason, message = "skipped", status.reason, ""
+                else:
+                    outcome, reason, message = _outcome_of(behind)
+                entry = {
+                    "outcome": outcome,
+                    "reason": reason,
+                    "message": message,
+                    "tests": [r.nodeid for r in behind],
+                }
+                if mode != EAGER:
+                    entry.update(device=device_name, mode=mode)
+                per_target[target_name(device_name, mode)] = entry
+        result[cid] = per_target
     return result
 
 
@@ -172,6 +202,7 @@ def build_report(
     environment: dict,
     exit_status: int = 0,
     expectations: dict | None = None,
+    modes: list[str] | None = None,
 ) -> dict:
     """The report of a run (``docs/report-schema.md``).
 
@@ -182,7 +213,11 @@ def build_report(
     """
     records = list(records)
     torch_version = environment["torch"]
-    outcomes = clause_outcomes(clauses, records, devices, torch_version=torch_version, device_status=device_status)
+    modes = list(modes or [EAGER])
+    outcomes = clause_outcomes(
+        clauses, records, devices, torch_version=torch_version, device_status=device_status, modes=modes
+    )
+    targets = [target_name(device_name, mode) for mode in modes for device_name in devices]
     violated = any(r["outcome"] == "failed" for per_device in outcomes.values() for r in per_device.values())
     return {
         "schema": REPORT_SCHEMA,
@@ -192,8 +227,9 @@ def build_report(
         "exit_status": int(exit_status),
         "verdict": "violated" if violated else "conforms",
         "environment": environment,
-        "devices": list(devices),
-        "totals": {device_name: tally(outcomes, device_name) for device_name in devices},
+        "devices": targets,
+        "modes": modes,
+        "totals": {target: tally(outcomes, target) for target in targets},
         "clauses": [
             {
                 "id": cid,

@@ -43,6 +43,8 @@ __all__ = [
     "load_report",
     "outcome_table",
     "records_on",
+    "split_target",
+    "target_name",
     "report_devices",
     "torch_sort_key",
     "torch_version",
@@ -52,11 +54,18 @@ __all__ = [
 
 #: the value of the report's ``schema`` field
 REPORT_SCHEMA = "autograd-conformance-report"
-#: the only ``schema_version`` this reader understands
-REPORT_SCHEMA_VERSION = 1
+#: the ``schema_version`` this suite writes; :data:`READABLE_SCHEMA_VERSIONS` are those it reads
+REPORT_SCHEMA_VERSION = 2
+#: 1: eager runs only (docs/reports/ before compiled modes); 2: adds compiled modes (targets ``device@mode``)
+#: and the outcome ``not compiled``
+READABLE_SCHEMA_VERSIONS = (1, 2)
 #: the outcomes of a clause on a device, worst first (as in the schema document). This is also the
 #: one order in which counts are listed: the plugin's end-of-run line, ``summary``, ``matrix`` totals.
-OUTCOMES = ("failed", "known failure", "skipped", "untested", "not applicable", "passed")
+OUTCOMES = ("failed", "known failure", "not compiled", "skipped", "untested", "not applicable", "passed")
+#: the mode of a run without ``--mode``: torch runs the user program op by op
+EAGER = "eager"
+#: joins a device and a compiled mode into a run target, ``cpu@compile:aot_eager`` (an eager target is the device)
+TARGET_SEPARATOR = "@"
 #: what a clause rests on (the ``Basis`` field of the spec, ``basis`` in the report; see specs/README.md)
 BASES = ("documented", "observed", "deprecated")
 #: each basis in a few words, for the tools' notes ("observed: no docs sentence states it")
@@ -158,10 +167,10 @@ def _check_schema(report: dict, name: str) -> None:
     version = report.get("schema_version")
     if "schema_version" not in report:
         raise ReportError(f"{name}: no 'schema_version' key; expected 'schema_version': {REPORT_SCHEMA_VERSION}")
-    if type(version) is not int or version != REPORT_SCHEMA_VERSION:
+    if type(version) is not int or version not in READABLE_SCHEMA_VERSIONS:
         raise ReportError(
-            f"{name}: 'schema_version' is {version!r}; this reader understands schema version "
-            f"{REPORT_SCHEMA_VERSION} only (a newer suite may have written it: use that suite's tools)"
+            f"{name}: 'schema_version' is {version!r}; this reader understands schema versions "
+            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))} (a newer suite may have written it: use that suite's tools)"
         )
 
 
@@ -243,6 +252,17 @@ def torch_sort_key(version: str) -> tuple:
         return (1, version, version)
 
 
+def target_name(device: str, mode: str = EAGER) -> str:
+    """The column of ``device`` in ``mode``: the device itself when eager, else ``device@mode``."""
+    return device if mode == EAGER else f"{device}{TARGET_SEPARATOR}{mode}"
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``(device, mode)`` of a run target: ``"cpu@compile:aot_eager"`` -> ``("cpu", "compile:aot_eager")``."""
+    device, _, mode = target.partition(TARGET_SEPARATOR)
+    return device, mode or EAGER
+
+
 def report_devices(report: Mapping) -> list[str]:
     """The devices the run was asked for (the report's ``devices``), in order."""
     return list(report["devices"])
@@ -294,8 +314,9 @@ def fully_skipped_devices(report: Mapping) -> dict[str, str]:
         outcomes = {record["outcome"] for record in records}
         if "skipped" in outcomes and outcomes <= {"skipped", "not applicable"}:
             reason = ""
-            if isinstance(status, dict) and isinstance(status.get(device), dict):
-                reason = str(status[device].get("reason") or "")
+            physical = split_target(device)[0]
+            if isinstance(status, dict) and isinstance(status.get(physical), dict):
+                reason = str(status[physical].get("reason") or "")
             result[device] = reason or records[0].get("reason", "")
     return result
 

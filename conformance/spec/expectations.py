@@ -14,6 +14,7 @@ The file is TOML, one ``[[expected_failure]]`` table per entry::
     test = "test_second_backward_on_zero_dim"  # optional: substring of the node id
     torch = ">=1.13.1,<=2.15.0"            # required: PEP 440 specifier, the torch versions it was seen on
     devices = ["cpu"]                       # required: the device strings it was seen on
+    modes = ["compile:aot_eager"]           # optional: the execution modes it was seen in (default: every mode)
     issue = "pytorch/pytorch#12345"         # the upstream issue (owner/repo#N or a URL) ...
     reproduction = "conformance/tests/test_accumulation.py::test_second_backward_on_zero_dim_leaves_with_aliased_grads"
                                             # ... or a reproduction (a test id or a script); at least one
@@ -50,7 +51,9 @@ __all__ = ["DEFAULT_EXPECTATIONS", "ISSUE", "Expectation", "ExpectationsError", 
 
 DEFAULT_EXPECTATIONS = Path(__file__).resolve().parent / "expectations.toml"
 
-_KEYS = {"clause", "test", "torch", "devices", "issue", "reproduction", "reason"}
+_KEYS = {"clause", "test", "torch", "devices", "modes", "issue", "reproduction", "reason"}
+#: the modes an entry may name (conformance/testlib/modes.py; repeated here: this module imports no torch)
+MODES = ("eager", "compile:eager", "compile:aot_eager", "compile:inductor")
 #: an upstream issue: ``owner/repo#N`` (``pytorch/pytorch#12345``) or a URL
 ISSUE = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/[\w.-]+#\d+|https?://\S+)$")
 
@@ -69,6 +72,7 @@ class Expectation:
     devices: tuple[str, ...] | None = None
     issue: str | None = None  # upstream issue: owner/repo#N or a URL
     reproduction: str | None = None  # a test id or a script that shows the defect
+    modes: tuple[str, ...] | None = None  # the execution modes it was seen in; None: every mode
 
     def in_force(self, torch_version: str) -> bool:
         """Whether the entry applies to this torch (local build labels such as ``+cpu`` are ignored)."""
@@ -76,8 +80,10 @@ class Expectation:
             return True
         return SpecifierSet(self.torch).contains(Version(Version(torch_version).base_version), prereleases=True)
 
-    def matches(self, nodeid: str, clause_ids: Collection[str], device: str | None) -> bool:
+    def matches(self, nodeid: str, clause_ids: Collection[str], device: str | None, mode: str = "eager") -> bool:
         if self.clause not in clause_ids:
+            return False
+        if self.modes is not None and mode not in self.modes:
             return False
         if self.test is not None and self.test not in nodeid:
             return False
@@ -86,6 +92,8 @@ class Expectation:
     def describe(self) -> str:
         where = f"torch {self.torch}" if self.torch else "every torch"
         on = ", ".join(self.devices) if self.devices else "every device"
+        if self.modes:
+            on += " in " + ", ".join(self.modes)
         test = f" {self.test!r}" if self.test else ""
         return f"{self.clause}{test} on {where}, {on} ({self.source})"
 
@@ -95,6 +103,7 @@ class Expectation:
             "test": self.test,
             "torch": self.torch,
             "devices": list(self.devices) if self.devices is not None else None,
+            "modes": list(self.modes) if self.modes is not None else None,
             "issue": self.issue,
             "reproduction": self.reproduction,
             "reason": self.reason,
@@ -171,6 +180,11 @@ def _parse_entry(entry: object, source: str, known: set[str]) -> Expectation:
     devices = entry["devices"]
     if not isinstance(devices, list) or not devices or not all(isinstance(d, str) and d for d in devices):
         raise ExpectationsError(f"{source}: 'devices' must be a non-empty list of device strings such as [\"cpu\"]")
+    modes = entry.get("modes")
+    if modes is not None and (
+        not isinstance(modes, list) or not modes or not all(isinstance(m, str) and m in MODES for m in modes)
+    ):
+        raise ExpectationsError(f"{source}: 'modes' must be a non-empty list of modes from {', '.join(MODES)}, got {modes!r}")
     return Expectation(
         clause,
         reason.strip(),
@@ -180,4 +194,5 @@ def _parse_entry(entry: object, source: str, known: set[str]) -> Expectation:
         tuple(devices),
         issue,
         None if reproduction is None else reproduction.strip(),
+        None if modes is None else tuple(modes),
     )

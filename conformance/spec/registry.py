@@ -5,7 +5,8 @@ A spec file is Markdown parsed with markdown-it-py; the format is documented in
 inside it the parser takes
 
 * the first block quote as the normative sentence (exactly one paragraph),
-* the list items ``Source: ...``, ``Versions: ...`` and ``Basis: ...``,
+* the list items ``Source: ...``, ``Versions: ...``, ``Basis: ...`` and, optionally,
+  ``Compiled: not applicable — why`` (the clause cannot be expressed in compiled code),
 * the first ``python`` fenced code block as the minimal example.
 
 Anything malformed raises :class:`SpecError` naming the file and line.
@@ -44,6 +45,7 @@ CLAUSE_HEADING = re.compile(r"^(?P<id>[A-Z][A-Z0-9]*(?:-[A-Z][A-Z0-9]*)*-\d+)\s*
 SEED_NAME = re.compile(r"\b\d{3}_[0-9a-f]{8,}\.txt\b")
 URL = re.compile(r"https?://\S+")
 FIELD = re.compile(r"^(?P<name>[A-Za-z ]+?)\s*:\s*(?P<value>.*)$", re.S)
+COMPILED_VALUE = re.compile(r"^`?not applicable`?\s*[—:-]\s*(?P<why>.+)$", re.S)
 BASIS_VALUE = re.compile(r"^`?(?P<basis>[A-Za-z]+)`?(?:\s*[—:-]\s*(?P<note>.*))?$", re.S)
 
 
@@ -68,6 +70,8 @@ class Clause:
     area: str  # the spec file's title (its level-1 heading)
     basis: str = "documented"  # one of BASES
     basis_note: str = ""  # what the Basis line says after the value ("" if nothing)
+    #: why the clause cannot be expressed in code that torch.compile compiles ("" if it can): its ``Compiled`` field
+    not_compilable: str = ""
 
     @property
     def location(self) -> str:
@@ -81,6 +85,12 @@ class Clause:
         """
         version = Version(str(torch_version))
         return self.versions.contains(Version(version.base_version), prereleases=True)
+
+    def not_applicable_in(self, mode: str) -> str | None:
+        """Why the clause has no outcome but ``not applicable`` in ``mode`` (a compiled one), or None."""
+        if mode == "eager" or not self.not_compilable:
+            return None
+        return f"{self.id} is not applicable in compiled modes: {self.not_compilable}"
 
 
 @dataclass
@@ -282,6 +292,19 @@ def _finish(path: Path, area: str | None, draft: _Draft, problems: list[str]) ->
         else:
             basis, basis_note = match["basis"], (match["note"] or "").strip()
 
+    not_compilable = ""
+    if "compiled" in draft.fields:
+        token, line = draft.fields["compiled"]
+        raw = FIELD.match(_plain_text(token))["value"].strip()  # type: ignore[index]
+        match = COMPILED_VALUE.match(raw)
+        if match is None or not match["why"].strip():
+            problems.append(
+                f"{path}:{line}: clause {draft.id}: 'Compiled:' is {raw!r}; expected 'not applicable — why' "
+                "(the reason the clause cannot be expressed in compiled code)"
+            )
+        else:
+            not_compilable = match["why"].strip()
+
     if draft.example is None:
         problems.append(f"{where}: missing minimal example (a ```python fenced block)")
 
@@ -299,4 +322,5 @@ def _finish(path: Path, area: str | None, draft: _Draft, problems: list[str]) ->
         area=area or path.stem,
         basis=basis,
         basis_note=basis_note,
+        not_compilable=not_compilable,
     )

@@ -22,6 +22,7 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
+from .modes import EAGER, Mode
 from .ops import OPS, Op, OpForm
 from .strategies import REAL_DTYPES, as_strategy, broadcastable_shapes, shapes, tensors
 
@@ -63,23 +64,47 @@ class Graph:
         step = self.steps[step_index]
         return step.form.source(*(self.name(i) for i in step.operands))
 
-    def trace(self, leaves: Sequence[torch.Tensor] | None = None) -> Iterator[StepResult]:
-        """Run the program (in the current grad mode), yielding each step with its inputs and output."""
+    def program(self, *leaves: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The program as a plain function: every step's output, in order.  This is what a compiled mode
+        compiles (alone, or inside a larger user program; :meth:`results` pairs its outputs with the steps)."""
+        values = list(leaves)
+        for step in self.steps:
+            values.append(step.form(*[values[i] for i in step.operands]))
+        return tuple(values[len(leaves):])
+
+    def results(self, outputs: Sequence[torch.Tensor], leaves: Sequence[torch.Tensor] | None = None) -> list[StepResult]:
+        """Each step with its inputs and output, from the outputs :meth:`program` returned for ``leaves``."""
         values = list(self.leaves if leaves is None else leaves)
+        n_leaves = len(values)
+        values += list(outputs)
+        return [
+            StepResult(step, tuple(values[i] for i in step.operands), values[n_leaves + index], self.source(index))
+            for index, step in enumerate(self.steps)
+        ]
+
+    def trace(self, leaves: Sequence[torch.Tensor] | None = None, *, mode: Mode = Mode(EAGER)) -> Iterator[StepResult]:
+        """Run the program (in the current grad mode), yielding each step with its inputs and output.
+
+        In a compiled ``mode`` the whole program is compiled and called once, at the first step.
+        """
+        values = list(self.leaves if leaves is None else leaves)
+        if mode.compiled:
+            yield from self.results(mode.run(self.program, *values), values)
+            return
         for index, step in enumerate(self.steps):
             inputs = tuple(values[i] for i in step.operands)
             output = step.form(*inputs)
             values.append(output)
             yield StepResult(step, inputs, output, self.source(index))
 
-    def run(self, leaves: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    def run(self, leaves: Sequence[torch.Tensor] | None = None, *, mode: Mode = Mode(EAGER)) -> list[torch.Tensor]:
         """All values: the leaves followed by every step's output."""
         values = list(self.leaves if leaves is None else leaves)
-        values.extend(result.output for result in self.trace(values))
+        values.extend(result.output for result in self.trace(values, mode=mode))
         return values
 
-    def output(self, leaves: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        return self.run(leaves)[-1]
+    def output(self, leaves: Sequence[torch.Tensor] | None = None, *, mode: Mode = Mode(EAGER)) -> torch.Tensor:
+        return self.run(leaves, mode=mode)[-1]
 
     def leaves_behind(self, index: int) -> frozenset[int]:
         """Indices of the leaves the value ``t<index>`` was computed from (by the program's structure)."""
@@ -116,6 +141,7 @@ def graphs(
     max_steps: int = 6,
     ops: Sequence[Op] = OPS,
     base_shape: tuple[int, ...] | SearchStrategy[tuple[int, ...]] = shapes(max_dims=3, max_side=4),
+    mode: Mode = Mode(EAGER),
 ) -> Graph:
     """A random program over ``ops``; leaves share one dtype and broadcast to a common shape.
 
@@ -123,12 +149,16 @@ def graphs(
     ``recording=True`` the program is one grad mode would record: one drawn
     leaf requires grad whatever ``requires_grad`` says, and the first step
     consumes a leaf that requires grad (every registry op is differentiable, so
-    in grad mode that step gets a ``grad_fn``).  Tests of what a mode does to
+    in grad mode that step gets a ``grad_fn``).  In a compiled ``mode`` only ops
+    that compile into one graph are drawn (an example with a graph break checks
+    eager code: its test would be reported ``not compiled``).  Tests of what a mode does to
     recording need this: a program on leaves that do not require grad records
     nothing in any mode, so it could not fail.  With ``computes=True`` the last
     step computes a new tensor: neither a view nor one of its operands returned
     as is (what clauses about "new results" speak of).
     """
+    if mode.compiled:
+        ops = [op for op in ops if op.compiles_whole]
     dtype_ = draw(as_strategy(dtype), label="graph dtype")
     device_ = draw(as_strategy(device), label="device")
     base = draw(as_strategy(base_shape), label="graph base shape")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from types import CodeType
 from typing import Callable, Mapping
 
 import torch
@@ -73,7 +72,9 @@ class OpForm:
     op: "Op"
     form: str
     template: str
-    code: CodeType = field(repr=False, compare=False)
+    #: the template as a Python function of the operands ``a`` (and ``b``): a plain function that
+    #: torch.compile traces like user code
+    fn: Callable[..., torch.Tensor] = field(repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -83,7 +84,7 @@ class OpForm:
         return self.template.format(**dict(zip("ab", names)))
 
     def __call__(self, *operands: torch.Tensor) -> torch.Tensor:
-        return eval(self.code, _NAMESPACE, dict(zip("ab", operands)))  # noqa: S307 - our own templates
+        return self.fn(*operands)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ class Op:
     templates: Mapping[str, str]
     accepts: Accepts = _any  # predicate on the first operand
     partner: Accepts = _broadcastable  # predicate on (first, second) for binary ops
+    #: torch.compile traces it into one graph; False for ops whose output shape depends on the values
+    #: (dynamo breaks the graph there unless ``capture_dynamic_output_shape_ops`` is set)
+    compiles_whole: bool = True
 
     def __post_init__(self) -> None:
         assert self.kind in KINDS, self.kind
@@ -101,13 +105,16 @@ class Op:
 
     @cached_property
     def forms(self) -> tuple[OpForm, ...]:
-        return tuple(
-            OpForm(self, form, template, compile(template.format(a="a", b="b"), f"<op {self.name}/{form}>", "eval"))
-            for form, template in self.templates.items()
-        )
+        return tuple(OpForm(self, form, template, _as_function(self, form, template)) for form, template in self.templates.items())
 
     def applicable(self, a: torch.Tensor) -> bool:
         return bool(self.accepts(a))
+
+
+def _as_function(op: "Op", form: str, template: str) -> Callable[..., torch.Tensor]:
+    params = "a, b" if op.arity == 2 else "a"
+    code = compile(f"lambda {params}: {template.format(a='a', b='b')}", f"<op {op.name}/{form}>", "eval")
+    return eval(code, dict(_NAMESPACE))  # noqa: S307 - our own templates
 
 
 def _unary(name, kind, accepts=_any, **templates) -> Op:
@@ -169,7 +176,7 @@ OPS: tuple[Op, ...] = (
     # indexing and joining
     _unary("slice", "indexing", _min_dims(1), function="torch.narrow({a}, -1, 0, {a}.shape[-1] // 2)", method="{a}.narrow(-1, 0, {a}.shape[-1] // 2)", operator="{a}[..., : {a}.shape[-1] // 2]"),
     _unary("select", "indexing", _nonempty_first_dim, function="torch.select({a}, 0, 0)", method="{a}.select(0, 0)", operator="{a}[0]"),
-    _unary("masked_select", "indexing", function="torch.masked_select({a}, {a} > 0)", method="{a}.masked_select({a} > 0)", operator="{a}[{a} > 0]"),
+    Op("masked_select", "indexing", 1, dict(function="torch.masked_select({a}, {a} > 0)", method="{a}.masked_select({a} > 0)", operator="{a}[{a} > 0]"), compiles_whole=False),
     _binary("cat", "indexing", _same_shape, _min_dims(1), function="torch.cat([{a}, {b}], dim=-1)"),
     _binary("stack", "indexing", _same_shape, function="torch.stack([{a}, {b}])"),
 )

@@ -1,0 +1,119 @@
+"""Compiled modes in a run: ``--mode``, the ``mode`` fixture's values, and what makes a compiled pass count.
+
+``--mode eager`` (the default) runs every test's user program op by op;
+``--mode compile:BACKEND`` (``eager``, ``aot_eager``, ``inductor``; repeatable)
+runs it through ``torch.compile`` (``conformance/testlib/modes.py``).  For each
+test in a compiled mode :class:`CompiledModeRuns`
+
+* resets dynamo and its counters first, so that one test's compiled code, guards
+  and failures do not change the next test's outcome;
+* raises the recompile limits for the test (each hypothesis example is a new
+  program; the default limit of 8 would silently fall back to eager);
+* runs fewer hypothesis examples (:data:`profiles.COMPILED_MAX_EXAMPLES`): each
+  costs a compilation;
+* afterwards asks dynamo's counters whether the program really compiled, and
+  turns a pass that rests on eager execution into the outcome ``not compiled``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import hypothesis
+import pytest
+import torch
+from packaging.version import Version
+
+from ..testlib.modes import EAGER, MODE_NAMES, Mode, not_compiled_reason, reset_ledger
+from . import profiles
+
+__all__ = ["CompiledModeRuns", "NOT_COMPILED", "item_mode", "resolve_modes", "target_unavailable"]
+
+#: the user property a report carries when a compiled pass did not rest on compiled code
+NOT_COMPILED = "not compiled"
+_NOT_COMPILED_REASON = pytest.StashKey[str]()
+#: recompile limits while a compiled test runs: every hypothesis example may be a new program
+_RECOMPILE_LIMIT = 1024
+#: inductor generates code for these device types only; elsewhere a compiled inductor run has nothing to run
+_INDUCTOR_DEVICE_TYPES = ("cpu", "cuda", "xpu", "mps")
+
+
+def resolve_modes(values: list[str] | None) -> list[str]:
+    """The run's modes from ``--mode`` values (repeatable, comma-separated), in order; ``["eager"]`` by default."""
+    names = [part.strip() for value in values or () for part in value.split(",") if part.strip()]
+    unknown = [name for name in names if name not in MODE_NAMES]
+    if unknown:
+        raise pytest.UsageError(f"unknown --mode {', '.join(map(repr, unknown))}; known: {', '.join(MODE_NAMES)}")
+    if any(name != EAGER for name in names) and Version(Version(torch.__version__).base_version) < Version("2.0"):
+        raise pytest.UsageError(f"compiled modes need torch.compile (torch >= 2.0); this is torch {torch.__version__}")
+    return list(dict.fromkeys(names)) or [EAGER]
+
+
+def item_mode(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("mode", EAGER) if callspec else EAGER
+
+
+def target_unavailable(device: str | None, mode: str) -> str | None:
+    """Why ``device`` cannot run in ``mode`` at all, or None."""
+    if device is None or Mode(mode).backend != "inductor":
+        return None
+    kind = torch.device(device).type
+    if kind not in _INDUCTOR_DEVICE_TYPES:
+        return f"not exercised on {device} in {mode}: inductor generates code for {', '.join(_INDUCTOR_DEVICE_TYPES)} only"
+    return None
+
+
+@contextlib.contextmanager
+def _compiled_test_context(item: pytest.Item, profile: str):
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    reset_ledger()
+    config = torch._dynamo.config
+    patches = {"suppress_errors": False}
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(config, name):
+            patches[name] = _RECOMPILE_LIMIT
+    test = getattr(item, "obj", None)
+    hypothesis_settings = getattr(test, "_hypothesis_internal_use_settings", None)
+    if hypothesis_settings is not None:  # @given reads this attribute each time it runs
+        test._hypothesis_internal_use_settings = hypothesis.settings(
+            hypothesis_settings, max_examples=min(hypothesis_settings.max_examples, profiles.COMPILED_MAX_EXAMPLES[profile])
+        )
+    try:
+        with config.patch(patches):
+            yield counters
+    finally:
+        if hypothesis_settings is not None:
+            test._hypothesis_internal_use_settings = hypothesis_settings
+        torch._dynamo.reset()
+
+
+class CompiledModeRuns:
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):
+        if item_mode(item) == EAGER:
+            yield
+            return
+        with _compiled_test_context(item, self.profile) as counters:
+            outcome = yield
+            if outcome.excinfo is None:
+                reason = not_compiled_reason(counters)
+                if reason:
+                    item.stash[_NOT_COMPILED_REASON] = reason
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call):
+        outcome = yield
+        report = outcome.get_result()
+        reason = item.stash.get(_NOT_COMPILED_REASON, None)
+        if call.when == "call" and reason and report.passed and not hasattr(report, "wasxfail"):
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), item.location[1] or 0, f"{NOT_COMPILED}: {reason}")
+            report.user_properties.append(("conformance_outcome", NOT_COMPILED))

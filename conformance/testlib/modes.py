@@ -1,0 +1,123 @@
+"""Execution modes: eager, or the user program run through ``torch.compile`` with one backend.
+
+A conformance test takes the ``mode`` fixture (a :class:`Mode`) beside ``device``
+and passes the *user program* -- the code whose behaviour its clause states --
+through it, in the forms users write::
+
+    f = mode.compile(lambda x: x.sin() * 2)        # a compiled function
+    with torch.no_grad():
+        y = f(x)                                     # ... called under an ambient grad mode
+    y = mode.run(program, x)                         # compile and call in one step
+    net = mode.module(net)                           # a compiled nn.Module (torch.compile(module))
+
+In eager mode each of these returns or calls the program unchanged, so a test
+written once checks both.  Backward runs through the compiled outputs as a user's
+would (``y.sum().backward()``); it is not itself compiled.
+
+The plugin (``conformance/plugin/modes.py``) resets dynamo before each compiled
+test and, after it, asks :func:`not_compiled_reason`: a compiled test that
+compiled nothing, hit a graph break or fell back to eager (the recompile limit)
+is reported ``not compiled``, never ``passed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, TypeVar
+
+__all__ = ["COMPILE_BACKENDS", "EAGER", "MODE_NAMES", "Mode", "compiled_programs", "not_compiled_reason"]
+
+EAGER = "eager"
+#: the torch.compile backends a compiled mode may name: ``compile:eager`` (dynamo only), ``compile:aot_eager``
+#: (dynamo and AOTAutograd: the compiled backward), ``compile:inductor`` (generated kernels)
+COMPILE_BACKENDS = ("eager", "aot_eager", "inductor")
+MODE_NAMES = (EAGER,) + tuple(f"compile:{backend}" for backend in COMPILE_BACKENDS)
+
+F = TypeVar("F", bound=Callable)
+
+
+class _Ledger:
+    """How many programs tests compiled since the plugin last reset it (one test)."""
+
+    compiled = 0
+
+
+_LEDGER = _Ledger()
+
+
+def compiled_programs() -> int:
+    return _LEDGER.compiled
+
+
+def reset_ledger() -> None:
+    _LEDGER.compiled = 0
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One execution mode: ``eager`` or ``compile:BACKEND``."""
+
+    name: str = EAGER
+
+    def __post_init__(self) -> None:
+        if self.name not in MODE_NAMES:
+            raise ValueError(f"unknown mode {self.name!r}; known: {', '.join(MODE_NAMES)}")
+
+    @property
+    def compiled(self) -> bool:
+        return self.name != EAGER
+
+    @property
+    def backend(self) -> str | None:
+        """The torch.compile backend (``"aot_eager"``), None when eager."""
+        return self.name.partition(":")[2] or None
+
+    def compile(self, fn: F, **options) -> F:
+        """``fn`` itself when eager, else ``torch.compile(fn, backend=..., **options)``."""
+        if not self.compiled:
+            return fn
+        import torch
+
+        _LEDGER.compiled += 1
+        return torch.compile(fn, backend=self.backend, **options)
+
+    def run(self, fn: Callable, *args, **kwargs):
+        """Call ``fn(*args, **kwargs)``, compiled in a compiled mode."""
+        return self.compile(fn)(*args, **kwargs)
+
+    def module(self, module):
+        """``module`` itself when eager, else ``torch.compile(module, backend=...)`` (an ``OptimizedModule``
+        sharing the module's parameters, buffers and hooks)."""
+        return self.compile(module)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def not_compiled_reason(counters) -> str | None:
+    """Why the programs a compiled test ran were not compiled whole, from dynamo's ``counters``, or None.
+
+    * nothing was compiled: the test passed no program through :class:`Mode`;
+    * a graph break: part of the program ran eagerly, between compiled graphs;
+    * a frame dynamo gave up on (recompile limit, an unsupported construct outside ``fullgraph``): it ran
+      eagerly, as a whole.
+    """
+    if _LEDGER.compiled == 0:
+        return "the test compiled no program in this mode (its user program does not go through the mode)"
+    breaks = counters.get("graph_break") or {}
+    if breaks:
+        reason, _ = max(breaks.items(), key=lambda item: item[1])
+        return f"graph break ({sum(breaks.values())} in all): {_first_line(reason)}"
+    frames = counters.get("frames") or {}
+    if frames.get("total", 0) > frames.get("ok", 0):
+        unimplemented = counters.get("unimplemented") or {}
+        why = _first_line(next(iter(unimplemented), "")) or "no reason recorded"
+        return f"dynamo ran {frames['total'] - frames.get('ok', 0)} frame(s) eagerly: {why}"
+    if not frames.get("ok"):
+        return "dynamo compiled no frame (the compiled programs were never called)"
+    return None
+
+
+def _first_line(text: str) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
