@@ -28,7 +28,7 @@ from .device_rules import (  # noqa: F401 (hook implementations, registered with
 )
 from .backends import BackendError, import_backends
 from .devices import DEFAULT_DEVICES, probe, resolve_requested, status_in_run
-from .modes import CompiledModeRuns, resolve_modes
+from .modes import CompiledModeRuns, resolve_modes, use_persistent_inductor_cache
 from ..testlib.modes import EAGER, MODE_NAMES, Mode
 from .recording import OutcomeRecorder
 from .run_state import PACKAGE_TESTS, SPEC_MARKER, RunState
@@ -168,6 +168,7 @@ def pytest_configure(config: pytest.Config) -> None:
             status_in_run(name, explicit)
 
     modes = resolve_modes(config.getoption("mode"))
+    use_persistent_inductor_cache(modes)
 
     clause_filter = frozenset(
         part.strip() for value in config.getoption("clause") or () for part in value.split(",") if part.strip()

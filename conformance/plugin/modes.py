@@ -9,7 +9,7 @@ test in a compiled mode :class:`CompiledModeRuns`
   and failures do not change the next test's outcome;
 * raises the recompile limits for the test (each hypothesis example is a new
   program; the default limit of 8 would silently fall back to eager);
-* runs fewer hypothesis examples (:data:`profiles.COMPILED_MAX_EXAMPLES`): each
+* runs fewer hypothesis examples (:func:`profiles.compiled_max_examples`): each
   costs a compilation;
 * afterwards asks dynamo's counters whether the program really compiled, and
   turns a pass that rests on eager execution into the outcome ``not compiled``.
@@ -18,6 +18,8 @@ test in a compiled mode :class:`CompiledModeRuns`
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 
 import hypothesis
 import pytest
@@ -36,6 +38,16 @@ _NOT_COMPILED_REASON = pytest.StashKey[str]()
 _RECOMPILE_LIMIT = 1024
 #: inductor generates code for these device types only; elsewhere a compiled inductor run has nothing to run
 _INDUCTOR_DEVICE_TYPES = ("cpu", "cuda", "xpu", "mps")
+
+
+#: where inductor keeps its caches (generated code, built kernels, FX graphs) unless TORCHINDUCTOR_CACHE_DIR
+#: says otherwise: persistent, so that a second inductor run skips most of the C++ builds
+INDUCTOR_CACHE = Path.home() / ".cache" / "autograd-conformance" / "inductor"
+
+
+def use_persistent_inductor_cache(modes: list[str]) -> None:
+    if any(Mode(name).backend == "inductor" for name in modes):
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(INDUCTOR_CACHE))
 
 
 def resolve_modes(values: list[str] | None) -> list[str]:
@@ -81,7 +93,8 @@ def _compiled_test_context(item: pytest.Item, profile: str):
     hypothesis_settings = getattr(test, "_hypothesis_internal_use_settings", None)
     if hypothesis_settings is not None:  # @given reads this attribute each time it runs
         test._hypothesis_internal_use_settings = hypothesis.settings(
-            hypothesis_settings, max_examples=min(hypothesis_settings.max_examples, profiles.COMPILED_MAX_EXAMPLES[profile])
+            hypothesis_settings,
+            max_examples=min(hypothesis_settings.max_examples, profiles.compiled_max_examples(profile, Mode(item_mode(item)).backend)),
         )
     try:
         with config.patch(patches):
