@@ -1,6 +1,14 @@
-"""Device transfer and conversion.  Spec: specs/transfer.md."""
+"""Device transfer and conversion.  Spec: specs/transfer.md.
+
+In a compiled mode each test's user program -- the transfer, ``detach``, dtype
+conversion, ``item()`` or ``tolist()`` -- runs inside a function compiled through
+the ``mode`` fixture; backward runs through its outputs.  The ``numpy()`` clauses
+(XFER-5 .. XFER-8) are not applicable there (their spec field says why).
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -9,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.testlib.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, fail
+from conformance.testlib.modes import Mode
 from conformance.testlib.strategies import ALL_DTYPES, COMPLEX_DTYPES, DIFFERENTIABLE_DTYPES, FLOATING_DTYPES, dtypes, shapes, tensors
 
 NUMPY_DTYPES = tuple(d for d in ALL_DTYPES if d != torch.bfloat16)  # NumPy has no bfloat16
@@ -34,19 +43,33 @@ def _any_tensor(data, device, *, dtype=dtypes(ALL_DTYPES), requires_grad=None):
     return data.draw(tensors(dtype=dtype_, device=device, requires_grad=grad and dtype_ in DIFFERENTIABLE_DTYPES), label="y")
 
 
+def _scalar_outputs(mode: Mode):
+    """In a compiled mode, dynamo's ``capture_scalar_outputs`` (the setting its graph-break hint names): ``item()``
+    and ``tolist()`` are traced into the compiled graph instead of breaking it.  Nothing in eager mode."""
+    if not mode.compiled:
+        return contextlib.nullcontext()
+    import torch._dynamo
+
+    return torch._dynamo.config.patch(capture_scalar_outputs=True)
+
+
 # ----------------------------------------------------------------------------- XFER-1 .. -4
+
+
+def _detach_around_the_move(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return y.cpu().detach(), y.detach().cpu()
 
 
 @pytest.mark.spec("XFER-1")
 @given(data=st.data())
-def test_cpu_detach_and_detach_cpu_agree(device, data):
+def test_cpu_detach_and_detach_cpu_agree(device, mode, data):
     y = _any_tensor(data, device)
-    first, second = y.cpu().detach(), y.detach().cpu()
+    first, second = mode.run(_detach_around_the_move, y)
     for name, result in (("y.cpu().detach()", first), ("y.detach().cpu()", second)):
-        assert_equal(result.device.type, "cpu", clause="XFER-1", what=f"{name}.device")
-        assert_requires_grad(result, False, clause="XFER-1", what=name)
-    assert_equal((first.dtype, first.shape), (second.dtype, second.shape), clause="XFER-1", what="(dtype, shape) of y.cpu().detach() vs y.detach().cpu()")
-    assert_close(first, second, clause="XFER-1", what="y.cpu().detach() vs y.detach().cpu()", rtol=0, atol=0)
+        assert_equal(result.device.type, "cpu", clause="XFER-1", what=f"{name}.device ({mode})")
+        assert_requires_grad(result, False, clause="XFER-1", what=f"{name} ({mode})")
+    assert_equal((first.dtype, first.shape), (second.dtype, second.shape), clause="XFER-1", what=f"(dtype, shape) of y.cpu().detach() vs y.detach().cpu() ({mode})")
+    assert_close(first, second, clause="XFER-1", what=f"y.cpu().detach() vs y.detach().cpu() ({mode})", rtol=0, atol=0)
 
 
 TRANSFERS = {
@@ -68,45 +91,66 @@ TRANSFER_PARAMS = [
 @pytest.mark.spec("XFER-2")
 @pytest.mark.parametrize("transfer", TRANSFER_PARAMS)
 @given(data=st.data())
-def test_transfers_are_differentiable(device, transfer, data):
+def test_transfers_are_differentiable(device, mode, transfer, data):
     y = data.draw(tensors(dtype=dtypes(FLOATING_DTYPES[:2]), device=device, requires_grad=True), label="y")
-    moved = TRANSFERS[transfer](y)
-    assert_requires_grad(moved, True, clause="XFER-2", what=transfer)
+    moved = mode.run(TRANSFERS[transfer], y)
+    assert_requires_grad(moved, True, clause="XFER-2", what=f"{transfer} ({mode})")
     if moved is not y and moved.grad_fn is None:
-        fail("XFER-2", f"`{transfer}` copied y but recorded no grad_fn")
+        fail("XFER-2", f"`{transfer}` copied y but recorded no grad_fn ({mode})")
     (moved.double() * 3).sum().backward()
     if y.grad is None:
-        fail("XFER-2", f"backward through `{transfer}` gave y no gradient")
-    assert_equal((y.grad.shape, y.grad.dtype, y.grad.device), (y.shape, y.dtype, y.device), clause="XFER-2", what=f"(shape, dtype, device) of y.grad through `{transfer}`")
-    assert_close(y.grad, torch.full_like(y, 3.0), clause="XFER-2", what=f"y.grad through `{transfer}` of (moved * 3).sum()")
+        fail("XFER-2", f"backward through `{transfer}` gave y no gradient ({mode})")
+    assert_equal((y.grad.shape, y.grad.dtype, y.grad.device), (y.shape, y.dtype, y.device), clause="XFER-2", what=f"(shape, dtype, device) of y.grad through `{transfer}` ({mode})")
+    assert_close(y.grad, torch.full_like(y, 3.0), clause="XFER-2", what=f"y.grad through `{transfer}` of (moved * 3).sum() ({mode})")
+
+
+#: Calls that change nothing for ``t`` (its own device and dtype): each must return ``t`` itself.
+UNCHANGED = {
+    "t.to(t.device)": lambda t: t.to(t.device),
+    "t.to(t.dtype)": lambda t: t.to(t.dtype),
+    "t.to(t.device, t.dtype)": lambda t: t.to(t.device, t.dtype),
+}
+#: Calls that copy (``other`` is a dtype ``t`` does not have): each must return a new tensor not sharing t's storage.
+COPIES = {
+    "t.to(t.device, copy=True)": lambda t, other: t.to(t.device, copy=True),
+    "t.to(other dtype)": lambda t, other: t.to(other),
+}
+
+
+def _unchanged_and_copies(t: torch.Tensor, other_dtype: torch.dtype) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Every call of UNCHANGED and COPIES on ``t``, and ``t.cpu()`` last in the group its device puts it in."""
+    unchanged = tuple(call(t) for call in UNCHANGED.values())
+    copies = tuple(call(t, other_dtype) for call in COPIES.values())
+    if t.device.type == "cpu":
+        unchanged += (t.cpu(),)
+    else:
+        copies += (t.cpu(),)
+    return unchanged, copies
 
 
 @pytest.mark.spec("XFER-3")
 @given(data=st.data())
-def test_to_returns_self_or_a_copy(device, data):
+def test_to_returns_self_or_a_copy(device, mode, data):
     t = _any_tensor(data, device, requires_grad=False)
-    unchanged = {"t.to(t.device)": t.to(t.device), "t.to(t.dtype)": t.to(t.dtype), "t.to(t.device, t.dtype)": t.to(t.device, t.dtype)}
-    if t.device.type == "cpu":
-        unchanged["t.cpu()"] = t.cpu()
-    for source, result in unchanged.items():
-        assert_equal(result is t, True, clause="XFER-3", what=f"`{source}` is t (nothing changes)")
     wide, narrow = (torch.complex128, torch.complex64) if t.dtype.is_complex else (torch.float64, torch.float32)
     other_dtype = wide if t.dtype != wide else narrow
-    copies = {"t.to(t.device, copy=True)": t.to(t.device, copy=True), f"t.to({other_dtype})": t.to(other_dtype)}
-    if t.device.type != "cpu":
-        copies["t.cpu()"] = t.cpu()
-    for source, result in copies.items():
-        assert_equal(result is t, False, clause="XFER-3", what=f"`{source}` is t")
+    unchanged_results, copy_results = mode.run(_unchanged_and_copies, t, other_dtype)
+    unchanged_sources = list(UNCHANGED) + (["t.cpu()"] if t.device.type == "cpu" else [])
+    copy_sources = ["t.to(t.device, copy=True)", f"t.to({other_dtype})"] + (["t.cpu()"] if t.device.type != "cpu" else [])
+    for source, result in zip(unchanged_sources, unchanged_results):
+        assert_equal(result is t, True, clause="XFER-3", what=f"`{source}` is t (nothing changes) ({mode})")
+    for source, result in zip(copy_sources, copy_results):
+        assert_equal(result is t, False, clause="XFER-3", what=f"`{source}` is t ({mode})")
         if t.numel() and result.data_ptr() == t.data_ptr():
-            fail("XFER-3", f"`{source}` shares storage with t; it should be a copy")
+            fail("XFER-3", f"`{source}` shares storage with t; it should be a copy ({mode})")
 
 
 @pytest.mark.spec("XFER-4")
 @pytest.mark.devices("cuda", reason="XFER-4 is about CUDA tensors")
 @given(data=st.data())
-def test_cuda_and_to_cuda_are_equivalent(device, data):
+def test_cuda_and_to_cuda_are_equivalent(device, mode, data):
     t = data.draw(tensors(dtype=torch.float32, device="cpu", requires_grad=True), label="t")
-    via_method, via_to = t.cuda(), t.to("cuda")
+    via_method, via_to = mode.run(lambda t: (t.cuda(), t.to("cuda")), t)
     assert_equal((via_method.device, via_method.dtype), (via_to.device, via_to.dtype), clause="XFER-4", what="(device, dtype) of t.cuda() vs t.to('cuda')")
     assert_close(via_method, via_to, clause="XFER-4", what="t.cuda() vs t.to('cuda')", rtol=0, atol=0)
     assert_equal(type(via_method.grad_fn), type(via_to.grad_fn), clause="XFER-4", what="grad_fn type of t.cuda() vs t.to('cuda')")
@@ -172,15 +216,16 @@ def _python_kind(dtype: torch.dtype) -> type:
 @pytest.mark.spec("XFER-9")
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
 @given(data=st.data())
-def test_item_of_a_one_element_tensor(device, dtype, data):
+def test_item_of_a_one_element_tensor(device, mode, dtype, data):
     shape = (1,) * data.draw(st.integers(0, 4), label="dims")
     requires_grad = dtype in DIFFERENTIABLE_DTYPES and data.draw(st.booleans(), label="requires_grad")
     t = data.draw(tensors(dtype=dtype, shape=shape, device=device, requires_grad=requires_grad), label="t")
-    value = t.item()
-    assert_equal(type(value), _python_kind(dtype), clause="XFER-9", what=f"type of item() of a {dtype} tensor of shape {shape}")
+    with _scalar_outputs(mode):
+        value = mode.run(lambda t: t.item(), t)
+    assert_equal(type(value), _python_kind(dtype), clause="XFER-9", what=f"type of item() of a {dtype} tensor of shape {shape} ({mode})")
     rebuilt = torch.tensor(value, dtype=dtype)
     element = t.detach().cpu().reshape(())
-    assert_equal(torch.equal(rebuilt, element) or bool(rebuilt.isnan().any()), True, clause="XFER-9", what=f"item() = {value!r} equals the element {element}")
+    assert_equal(torch.equal(rebuilt, element) or bool(rebuilt.isnan().any()), True, clause="XFER-9", what=f"item() = {value!r} equals the element {element} ({mode})")
 
 
 @st.composite
@@ -205,10 +250,10 @@ ITEM_ERROR_CLAUSES = [
 
 @pytest.mark.parametrize(("clause", "error"), ITEM_ERROR_CLAUSES)
 @given(data=st.data())
-def test_item_raises_unless_exactly_one_element(device, clause, error, data):
+def test_item_raises_unless_exactly_one_element(device, mode, clause, error, data):
     t = data.draw(_not_one_element(device), label="t")
-    with assert_raises(error, clause=clause, what=f"item() of a {t.dtype} tensor with {t.numel()} elements"):
-        t.item()
+    with _scalar_outputs(mode), assert_raises(error, clause=clause, what=f"item() of a {t.dtype} tensor with {t.numel()} elements ({mode})"):
+        mode.run(lambda t: t.item(), t)
 
 
 def _matches_shape(value, shape) -> bool:
@@ -224,15 +269,16 @@ def _flatten(value) -> list:
 @pytest.mark.spec("XFER-10")
 @pytest.mark.parametrize("presented", list(PRESENTATIONS))
 @given(data=st.data())
-def test_tolist_matches_the_shape(device, presented, data):
+def test_tolist_matches_the_shape(device, mode, presented, data):
     t = _presented(data, device, presented)
-    result = t.tolist()
-    assert_equal(_matches_shape(result, tuple(t.shape)), True, clause="XFER-10", what=f"nesting of tolist() of shape {tuple(t.shape)}: {result!r}")
+    with _scalar_outputs(mode):
+        result = mode.run(lambda t: t.tolist(), t)
+    assert_equal(_matches_shape(result, tuple(t.shape)), True, clause="XFER-10", what=f"nesting of tolist() of shape {tuple(t.shape)}: {result!r} ({mode})")
     elements = _flatten(result)
     kinds = {type(v) for v in elements}
     if elements and kinds != {_python_kind(t.dtype)}:
-        fail("XFER-10", f"tolist() of a {t.dtype} tensor should hold {_python_kind(t.dtype).__name__}s, got {kinds}")
+        fail("XFER-10", f"tolist() of a {t.dtype} tensor should hold {_python_kind(t.dtype).__name__}s, got {kinds} ({mode})")
     rebuilt = torch.tensor(elements, dtype=t.dtype)
     expected = t.detach().cpu().reshape(-1)
     if not (torch.equal(rebuilt, expected) or bool((rebuilt != expected).logical_and(expected.isnan()).any())):
-        fail("XFER-10", f"the elements of tolist() {elements} differ from the tensor's {expected}")
+        fail("XFER-10", f"the elements of tolist() {elements} differ from the tensor's {expected} ({mode})")
