@@ -15,6 +15,7 @@ from conformance.reporting.diff import classify, diff_reports
 from tests.report_fixtures import (
     absent_device,
     clause,
+    compiled_report,
     make_report,
     record,
     write_report,
@@ -108,6 +109,13 @@ def entry_lines(out: str) -> list[list[str]]:
         ("failed", "known failure", "other"),
         ("skipped", "known failure", "other"),
         ("failed", "skipped", "other"),
+        ("passed", "not compiled", "no longer compiled"),
+        ("not compiled", "failed", "regression"),
+        ("not compiled", "passed", "other"),
+        ("known failure", "not compiled", "other"),
+        ("failed", "not compiled", "other"),
+        (None, "not compiled", "applicability"),
+        ("not compiled", "not applicable", "applicability"),
     ],
 )
 def test_classify(old, new, category):
@@ -347,3 +355,143 @@ def test_the_new_reports_basis_is_used_and_an_old_report_without_one_is_fine(tmp
     assert diff_reports(old, new).regressions[0].basis == "observed"
     old, new = based_reports(None, None)
     assert [c.basis for c in diff_reports(old, new).regressions] == [None, "documented"]
+
+
+# ----------------------------------------------------------------------------- compiled modes (schema 2)
+
+AOT = "compile:aot_eager"
+CPU_AOT = f"cpu@{AOT}"
+GRAPH_BREAK = "graph break: Tensor.backward() inside the compiled function"
+
+# (clause id, {mode: old outcome}, {mode: new outcome}) on cpu
+COMPILED_SCENARIO = [
+    ("ACCUM-1", {"eager": "passed", AOT: "passed"}, {"eager": "passed", AOT: "passed"}),  # unchanged
+    ("ACCUM-2", {"eager": "passed", AOT: "passed"}, {"eager": "passed", AOT: "failed"}),  # compiled regression
+    ("ACCUM-3", {"eager": "passed", AOT: "passed"}, {"eager": "passed", AOT: "not compiled"}),  # no longer compiled
+    ("ACCUM-4", {"eager": "passed", AOT: "not compiled"}, {"eager": "passed", AOT: "passed"}),  # compiled now: other
+    ("ACCUM-5", {"eager": "passed", AOT: "passed"}, {"eager": "passed", AOT: "known failure"}),  # newly known failure
+    ("HOOK-1", {"eager": "passed", AOT: "passed"}, {"eager": "failed", AOT: "passed"}),  # eager regression
+]
+COMPILED_DETAILS = DETAILS | {"not compiled": GRAPH_BREAK}
+
+
+def compiled_scenario(which: int, torch: str) -> dict:
+    outcomes = {
+        cid: {mode: record(outcome, COMPILED_DETAILS.get(outcome, "")) for mode, outcome in per_mode[which].items()}
+        for cid, *per_mode in COMPILED_SCENARIO
+    }
+    return compiled_report(outcomes, torch=torch)
+
+
+@pytest.fixture
+def compiled_diff(tmp_path, capsys) -> tuple[int, str]:
+    status, out, err = diff_of(tmp_path, capsys, compiled_scenario(0, "2.9.1"), compiled_scenario(1, "2.10.0"))
+    assert err == ""
+    return status, out
+
+
+def test_compiled_targets_are_compared_and_named(compiled_diff):
+    status, out = compiled_diff
+    assert status == 1
+    assert out.splitlines()[0] == (
+        "torch 2.9.1 → torch 2.10.0 on cpu, cpu@compile:aot_eager: 2 regressions, 1 no longer compiled, "
+        "1 newly known failure, 0 fixes, 0 applicability changes, 1 other change"
+    )
+    assert entry_lines(out) == [
+        ["ACCUM-2", CPU_AOT, "passed → failed", "title of ACCUM-2 — AssertionError: boom"],
+        ["HOOK-1", "cpu", "passed → failed", "title of HOOK-1 — AssertionError: boom"],
+        ["ACCUM-3", CPU_AOT, "passed → not compiled", f"title of ACCUM-3 — {GRAPH_BREAK}"],
+        ["ACCUM-5", CPU_AOT, "passed → known failure", "title of ACCUM-5 — pytorch/pytorch#42: acknowledged"],
+        ["ACCUM-4", CPU_AOT, "not compiled → passed", "title of ACCUM-4"],
+    ]
+
+
+def test_compiled_regressions_and_lost_compilation_are_explained(compiled_diff):
+    _, out = compiled_diff
+    headings = re.findall(r"^(\S.*) \((\d+)\):$", out, flags=re.MULTILINE)
+    assert headings == [
+        ("Regressions", "2"),
+        ("No longer compiled", "1"),
+        ("Newly known failures", "1"),
+        ("Other changes", "1"),
+    ]
+    assert (
+        "Of the regressions, 1 in compiled modes (compile:aot_eager): the clause held there in OLD and fails in NEW."
+    ) in out
+    assert "No longer compiled (compile:aot_eager): the tests still pass, but no longer through compiled code" in out
+
+
+def test_no_longer_compiled_alone_does_not_fail_the_gate(tmp_path, capsys):
+    old = compiled_report({"ACCUM-1": {"eager": "passed", AOT: "passed"}})
+    new = compiled_report({"ACCUM-1": {"eager": "passed", AOT: record("not compiled", GRAPH_BREAK)}})
+    status, out, _ = diff_of(tmp_path, capsys, old, new)
+    assert status == 0
+    assert "0 regressions, 1 no longer compiled," in out.splitlines()[0]
+    result = diff_reports(old, new)
+    [change] = result.changes["no longer compiled"]
+    assert (change.target, change.device, change.mode, change.detail) == (CPU_AOT, "cpu", AOT, GRAPH_BREAK)
+
+
+def test_compiled_markdown_has_a_mode_column(tmp_path, capsys):
+    status, out, _ = diff_of(
+        tmp_path, capsys, compiled_scenario(0, "2.9.1"), compiled_scenario(1, "2.10.0"), "--format", "markdown"
+    )
+    assert status == 1
+    assert "(targets compared: cpu, cpu@compile:aot\\_eager)" in out
+    assert re.findall(r"^### (.+)$", out, flags=re.MULTILINE) == [
+        "❌ Regressions (2)",
+        "🔁 No longer compiled (1)",
+        "⚠️ Newly known failures (1)",
+        "🔄 Other changes (1)",
+    ]
+    assert "| clause | device | mode | old → new | title | basis | message / reason |" in out
+    assert (
+        "| ACCUM-2 | cpu | compile:aot\\_eager | ✅ passed → ❌ failed | title of ACCUM-2 |  | `AssertionError: boom` |"
+    ) in out
+    assert "| HOOK-1 | cpu | eager | ✅ passed → ❌ failed |" in out
+    assert (
+        f"| ACCUM-3 | cpu | compile:aot\\_eager | ✅ passed → 🔁 not compiled | title of ACCUM-3 |  | `{GRAPH_BREAK}` |"
+    ) in out
+
+
+def test_an_eager_diff_does_not_count_compilation(scenario, capsys):
+    """Reports without compiled targets: no 'no longer compiled' count, no mode column (the output reads as before)."""
+    _, out, _ = run_cli(capsys, "diff", *scenario)
+    assert "compiled" not in out
+    _, out, _ = run_cli(capsys, "diff", "--format", "markdown", *scenario)
+    assert "compiled" not in out and "| mode |" not in out
+
+
+def test_a_schema_1_report_compares_with_the_eager_targets_of_a_schema_2_report(tmp_path, capsys):
+    v1 = make_report(torch="2.9.1", clauses=[clause("ACCUM-1", cpu="passed"), clause("ACCUM-2", cpu="passed")])
+    v2 = compiled_report(
+        {"ACCUM-1": {"eager": "failed", AOT: "passed"}, "ACCUM-2": {"eager": "passed", AOT: "not compiled"}},
+        torch="2.10.0",
+    )
+    assert (v1["schema_version"], v2["schema_version"]) == (1, 2)
+    status, out, _ = diff_of(tmp_path, capsys, v1, v2)
+    assert status == 1
+    assert out.splitlines()[0].startswith("torch 2.9.1 → torch 2.10.0 on cpu: 1 regression, 0 newly known failures,")
+    assert entry_lines(out) == [["ACCUM-1", "cpu", "passed → failed", "title of ACCUM-1"]]
+    assert "Mode only in NEW, not compared: compile:aot_eager." in out
+    status, out, _ = diff_of(tmp_path, capsys, v2, v1)  # and the other way round
+    assert status == 0
+    assert "Mode only in OLD, not compared: compile:aot_eager." in out
+
+
+def test_reports_without_a_common_target_are_refused(tmp_path, capsys):
+    eager = make_report(clauses=[clause("ACCUM-1", cpu="passed")])
+    compiled_only = compiled_report({"ACCUM-1": {AOT: "passed"}}, modes=[AOT])
+    status, out, err = diff_of(tmp_path, capsys, eager, compiled_only)
+    assert (status, out) == (2, "")
+    assert err == (
+        f"error: {tmp_path / 'old.json'} (targets: cpu) and {tmp_path / 'new.json'} (targets: cpu@compile:aot_eager) "
+        "share no target; expected at least one device in one mode in both (a schema-1 report holds eager targets only)\n"
+    )
+
+
+def test_nothing_changed_in_a_compiled_run_counts_target_pairs(tmp_path, capsys):
+    path = write_report(tmp_path, "r.json", compiled_scenario(0, "2.9.1"))
+    status, out, _ = run_cli(capsys, "diff", path, path)
+    assert status == 0
+    assert out.endswith("No outcome changed: all 12 clause × target pairs compared are the same.\n")

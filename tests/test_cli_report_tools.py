@@ -24,6 +24,7 @@ from conformance.reporting.report_io import ReportError, load_report
 from tests.report_fixtures import (
     absent_device,
     clause,
+    compiled_report,
     make_report,
     record,
     write_report,
@@ -70,13 +71,38 @@ def first_clause_with(**fields: object) -> dict:
     return report
 
 
+def compiled_with(**fields: object) -> dict:
+    """A valid schema-2 report whose compiled record of ACCUM-1 gets ``fields``."""
+    report = compiled_report({"ACCUM-1": {"eager": "passed", "compile:aot_eager": "passed"}})
+    report["clauses"][0]["devices"]["cpu@compile:aot_eager"].update(fields)
+    return report
+
+
 BAD_REPORTS = {
     "top level is a list": ([1, 2], "the top level is a list; expected a JSON object"),
     "no schema": (without(valid(), "schema"), "no 'schema' key; expected 'schema': 'autograd-conformance-report'"),
-    "no schema_version": (without(valid(), "schema_version"), "no 'schema_version' key; expected 'schema_version': 1"),
+    "no schema_version": (
+        without(valid(), "schema_version"),
+        "no 'schema_version' key; expected 'schema_version': 1 or 2",
+    ),
     "schema_version as text": (
         dict(valid(), schema_version="1"),
-        "'schema_version' is '1'; this reader understands schema version 1 only",
+        "'schema_version' is '1'; this reader understands schema versions 1 and 2 (a newer suite",
+    ),
+    "schema_version 3": (dict(valid(), schema_version=3), "'schema_version' is 3; this reader understands schema"),
+    "schema 2 without modes": (dict(valid(), schema_version=2), "missing required key 'modes' (report schema version 2"),
+    "modes not a list": (dict(valid(), schema_version=2, modes="eager"), "'modes' is a string; expected a list"),
+    "target in an unlisted mode": (
+        make_report(modes=["eager"], devices=["cpu"]) | {"devices": ["cpu", "cpu@compile:inductor"]},
+        "target 'cpu@compile:inductor' in 'devices' is in mode 'compile:inductor', which 'modes' ('eager') does not list",
+    ),
+    "not compiled in a schema-1 report": (
+        first_clause_with(devices={"cpu": {"outcome": "not compiled"}}),
+        "devices['cpu']: outcome 'not compiled' is new in schema version 2, and the report says 'schema_version': 1",
+    ),
+    "compiled record's mode not a string": (
+        compiled_with(mode=1),
+        "clauses[0] (ACCUM-1): devices['cpu@compile:aot_eager']: 'mode' is an integer; expected a string",
     ),
     "no devices": (without(valid(), "devices"), "missing required key 'devices'"),
     "no verdict nor devices": (
@@ -131,7 +157,7 @@ def test_invalid_report_is_one_error_line_naming_file_and_problem(problem, tmp_p
     [
         ("not-json.json", "not JSON (Expecting value at line 1 column 1); expected a conformance report"),
         ("wrong-schema.json", "'schema' is 'pytest-json-report'; expected 'schema': 'autograd-conformance-report'"),
-        ("schema-version-99.json", "'schema_version' is 99; this reader understands schema version 1 only"),
+        ("schema-version-99.json", "'schema_version' is 99; this reader understands schema versions 1 and 2"),
         ("missing-clauses.json", "missing required key 'clauses' (report schema version 1"),
         ("no-such-report.json", "no such file; expected a conformance report (JSON)"),
     ],
@@ -152,8 +178,8 @@ def test_a_directory_is_not_a_report(tmp_path, capsys):
 
 
 def test_load_report_raises_a_value_error_subclass(tmp_path):
-    path = write_report(tmp_path, "r.json", dict(valid(), schema_version=2))
-    with pytest.raises(ReportError, match="schema_version' is 2") as info:
+    path = write_report(tmp_path, "r.json", dict(valid(), schema_version=3))
+    with pytest.raises(ReportError, match="schema_version' is 3") as info:
         load_report(path)
     assert isinstance(info.value, ValueError)
 
@@ -214,16 +240,24 @@ def test_report_tools_do_not_import_torch():
     assert completed.returncode == 0, completed.stderr
 
 
-def documented_top_level_fields() -> list[str]:
+def documented_top_level_fields(schema_version: int = 2) -> list[str]:
+    """The fields of the schema document's top-level table; for version 1, less those marked *(version 2)*."""
     section = SCHEMA_DOC.read_text(encoding="utf-8").split("## Top level", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
+    rows = re.findall(r"^\| `(\w+)` \|[^|]*\|(.*)$", section, flags=re.MULTILINE)
+    return [name for name, meaning in rows if schema_version >= 2 or "*(version 2)*" not in meaning]
 
 
-@pytest.mark.parametrize("source", ["builder", "old.json", "new.json"])
+@pytest.mark.parametrize("source", ["builder", "compiled builder", "old.json", "new.json", "compiled.json"])
 def test_fixtures_have_every_documented_top_level_field(source):
-    report = valid() if source == "builder" else load_report(FIXTURES / source)
-    fields = documented_top_level_fields()
+    if source == "builder":
+        report = valid()
+    elif source == "compiled builder":
+        report = compiled_report({"ACCUM-1": {"eager": "passed", "compile:aot_eager": "not compiled"}})
+    else:
+        report = load_report(FIXTURES / source)
+    fields = documented_top_level_fields(report["schema_version"])
     assert "clauses" in fields
+    assert ("modes" in fields) == (report["schema_version"] == 2)
     assert set(fields) <= set(report)
 
 
@@ -379,6 +413,177 @@ def test_summary_escapes_markdown_in_titles_and_messages(tmp_path, capsys):
     assert r"message: ``assert `x` \| y``" in out
 
 
+# ----------------------------------------------------------------------------- summary: compiled modes (schema 2)
+
+AOT = "compile:aot_eager"
+CPU_AOT = f"cpu@{AOT}"
+CUDA_AOT = f"cuda@{AOT}"
+GRAPH_BREAK = "graph break: Tensor.backward() inside the compiled function"
+NOT_COMPILABLE = "HOOK-2 is not applicable in compiled modes: the hook is traced away"
+
+
+def compiled_summary_report() -> dict:
+    """cpu and cuda, each eager and compiled with aot_eager."""
+    return make_report(
+        devices=["cpu", "cuda"],
+        modes=["eager", AOT],
+        clauses=[
+            clause("ACCUM-1", cpu="passed", cuda="passed", targets={CPU_AOT: "passed", CUDA_AOT: "passed"}),
+            clause(
+                "ACCUM-2",
+                "Each backward adds to .grad",
+                cpu="passed",
+                cuda="passed",
+                targets={
+                    CPU_AOT: record("not compiled", GRAPH_BREAK, tests=["t.py::test_adds[cpu-compile:aot_eager]"]),
+                    CUDA_AOT: record("failed", "AssertionError: boom"),
+                },
+            ),
+            clause(
+                "HOOK-2",
+                "A hook sees the gradient",
+                cpu="passed",
+                cuda="passed",
+                targets={
+                    CPU_AOT: record("not applicable", NOT_COMPILABLE),
+                    CUDA_AOT: record("not applicable", NOT_COMPILABLE),
+                },
+            ),
+            clause(
+                "LEAF-1",
+                cpu=record("not applicable", "applies to <2.0"),
+                targets={CPU_AOT: record("not applicable", "applies to <2.0")},
+            ),
+        ],
+    )
+
+
+@pytest.fixture
+def compiled_summary(tmp_path, capsys) -> str:
+    status, out, err = run_cli(capsys, "summary", write_report(tmp_path, "r.json", compiled_summary_report()))
+    assert (status, err) == (0, "")
+    return out
+
+
+def test_summary_has_a_column_per_target_each_devices_modes_side_by_side(compiled_summary):
+    assert header_row(compiled_summary) == [
+        "clause",
+        "title",
+        "cpu",
+        r"cpu@compile:aot\_eager",
+        "cuda",
+        r"cuda@compile:aot\_eager",
+    ]
+    assert table_row(compiled_summary, "ACCUM-2")[2:] == ["✅ passed", "🔁 not compiled", "✅ passed", "❌ failed"]
+    assert table_row(compiled_summary, "HOOK-2")[2:] == ["✅ passed", "➖ n/a", "✅ passed", "➖ n/a"]
+
+
+def test_summary_heading_names_the_modes_and_each_device_once(compiled_summary):
+    assert "- **Devices**: cpu (x86\\_64), cuda\n" in compiled_summary
+    assert "- **Modes**: eager, compile:aot\\_eager\n" in compiled_summary
+
+
+def test_summary_of_a_schema_1_report_names_the_eager_mode(tmp_path, capsys):
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", valid()))
+    assert "- **Modes**: eager\n" in out
+    assert "not compiled" not in out  # neither in the legend nor as a section
+
+
+def test_summary_verdict_line_counts_outcomes_per_target(compiled_summary):
+    assert (
+        "**Verdict: violated** — cpu: 1 not applicable, 3 passed; cuda: 3 passed; "
+        "cpu@compile:aot\\_eager: 1 not compiled, 2 not applicable, 1 passed; "
+        "cuda@compile:aot\\_eager: 1 failed, 1 not applicable, 1 passed\n"
+    ) in compiled_summary
+
+
+def test_summary_legend_explains_not_compiled_only_for_compiled_runs(compiled_summary, tmp_path, capsys):
+    assert "Legend: ❌ failed · ⚠️ known failure · 🔁 not compiled · ⏭️ skipped · " in compiled_summary
+    eager_run = make_report(modes=["eager"], clauses=[clause("ACCUM-1", cpu="passed")])  # schema 2, eager only
+    _, eager, _ = run_cli(capsys, "summary", write_report(tmp_path, "e.json", eager_run))
+    assert "Legend: ❌ failed · ⚠️ known failure · ⏭️ skipped · " in eager
+    assert "- **Modes**: eager\n" in eager and "### Not compiled" not in eager
+
+
+def test_summary_lists_not_compiled_clauses_with_their_reason(compiled_summary):
+    section = compiled_summary.split("### Not compiled")[1].split("###")[0]
+    bullets = [line for line in section.splitlines() if line.startswith("- ")]
+    assert bullets == [
+        f"- 🔁 not compiled: **ACCUM-2** on cpu@compile:aot\\_eager — Each backward adds to .grad; "
+        f"reason: `{GRAPH_BREAK}`; first test: `t.py::test_adds[cpu-compile:aot_eager]`"
+    ]
+    failures = compiled_summary.split("### Failures")[1].split("###")[0]
+    assert (
+        "- ❌ failed: **ACCUM-2** on cuda@compile:aot\\_eager — Each backward adds to .grad; "
+        "message: `AssertionError: boom`"
+    ) in failures
+
+
+def test_summary_lists_clauses_not_applicable_when_compiled_but_not_those_out_of_version_range(compiled_summary):
+    section = compiled_summary.split("### Not applicable when compiled")[1]
+    assert [line for line in section.splitlines() if line.startswith("- ")] == [
+        f"- ➖ not applicable: **HOOK-2** in compile:aot\\_eager — A hook sees the gradient; reason: `{NOT_COMPILABLE}`"
+    ]
+    assert "LEAF-1" not in section  # not applicable in every mode: its version range
+
+
+def test_summary_of_a_compiled_run_that_compiled_everything_says_so(tmp_path, capsys):
+    report = compiled_report({"ACCUM-1": {"eager": "passed", AOT: "passed"}})
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", report))
+    assert "### Not compiled\n\nNone: every compiled pass ran compiled code.\n" in out
+    assert "Not applicable when compiled" not in out
+
+
+def test_summary_gives_no_column_to_the_targets_of_an_absent_device(tmp_path, capsys):
+    report = make_report(
+        devices=["cpu", "cuda"], modes=["eager", AOT], clauses=[clause("ACCUM-1", cpu="passed", targets={CPU_AOT: "passed"})]
+    )
+    absent_device(report, "cuda", "no CUDA device")
+    _, out, _ = run_cli(capsys, "summary", write_report(tmp_path, "r.json", report))
+    assert header_row(out) == ["clause", "title", "cpu", r"cpu@compile:aot\_eager"]
+    assert "*Every clause was skipped on cuda, cuda@compile:aot\\_eager (no CUDA device): no column for them.*" in out
+
+
+def test_report_io_reads_targets_and_modes_of_both_schema_versions():
+    v2 = compiled_summary_report()
+    assert report_io.report_devices(v2) == ["cpu", "cuda", CPU_AOT, CUDA_AOT]
+    assert report_io.report_modes(v2) == ["eager", AOT]
+    assert report_io.report_modes(valid()) == ["eager"]  # schema 1: eager only
+    assert report_io.targets_by_device(report_io.report_devices(v2), [AOT]) == ["cpu", CPU_AOT, "cuda", CUDA_AOT]
+    assert report_io.targets_by_device(["cuda", "cpu"]) == ["cuda", "cpu"]  # eager targets keep their order
+    assert report_io.split_target(CUDA_AOT) == ("cuda", AOT) and report_io.split_target("cpu") == ("cpu", "eager")
+    assert report_io.target_name("cpu", AOT) == CPU_AOT and report_io.target_name("cpu") == "cpu"
+    assert report_io.outcome_table(v2)["ACCUM-2", CPU_AOT] == {
+        "outcome": "not compiled",
+        "reason": GRAPH_BREAK,
+        "message": "",
+        "tests": ["t.py::test_adds[cpu-compile:aot_eager]"],
+        "device": "cpu",
+        "mode": AOT,
+    }
+
+
+def test_the_compiled_fixture_file_reads_with_every_command(capsys):
+    compiled, old = str(FIXTURES / "compiled.json"), str(FIXTURES / "old.json")
+    status, out, err = run_cli(capsys, "summary", compiled)
+    assert (status, err) == (0, "")
+    assert table_row(out, "ACCUM-2")[2:] == ["✅ passed", "🔁 not compiled", "❌ failed", "❌ failed"]
+    status, out, err = run_cli(capsys, "matrix", old, compiled)
+    assert (status, err) == (0, "")
+    assert header_row(out)[2:] == [
+        "1.13.1+cu117 · cpu",
+        "1.13.1+cu117 · cuda",
+        "2.15.0+cu128 · cpu",
+        r"2.15.0+cu128 · cpu · compile:aot\_eager",
+        "2.15.0+cu128 · cuda",
+        r"2.15.0+cu128 · cuda · compile:aot\_eager",
+    ]
+    status, out, err = run_cli(capsys, "diff", old, compiled)  # schema 1 against schema 2: the eager targets
+    assert (status, err) == (1, "")
+    assert out.startswith("torch 1.13.1+cu117 → torch 2.15.0+cu128 on cpu, cuda: 1 regression,")
+    assert "Mode only in NEW, not compared: compile:aot_eager." in out
+
+
 # ----------------------------------------------------------------------------- matrix
 
 
@@ -488,6 +693,106 @@ def test_matrix_html_is_a_self_contained_page_with_coloured_cells(tmp_path, caps
     assert not re.search(r"(src|href)=", out)  # nothing to fetch
     assert out.index("<th>2.9.1</th>") < out.index("<th>2.10.0</th>")
     assert '<td class="cell o-failed" title="failed">❌</td>' in out
+
+
+# ----------------------------------------------------------------------------- matrix: compiled modes (schema 2)
+
+
+def compiled_versioned(torch: str, *, devices=("cpu",), modes=("eager", "compile:aot_eager"), **outcomes: str) -> dict:
+    """A schema-2 report for ``torch``: ACCUM-1 passes on every target; ``ACCUM_2={"compile:aot_eager": "not
+    compiled"}`` gives another clause's outcome per mode (passed where not given)."""
+    def targets(per_mode: dict) -> dict:
+        return {f"{d}@{m}" if m != "eager" else d: per_mode.get(m, "passed") for m in modes for d in devices}
+
+    clauses = [clause("ACCUM-1", targets=targets({}))]
+    clauses += [clause(cid.replace("_", "-"), targets=targets(per_mode)) for cid, per_mode in outcomes.items()]
+    return make_report(torch=torch, devices=devices, modes=list(modes), clauses=clauses)
+
+
+def test_matrix_gives_a_compiled_report_a_column_per_mode(tmp_path, capsys):
+    report = compiled_versioned("2.13.0", ACCUM_2={"compile:aot_eager": "not compiled"})
+    status, out, err = run_cli(capsys, "matrix", write_report(tmp_path, "r.json", report))
+    assert (status, err) == (0, "")
+    assert header_row(out)[2:] == ["2.13.0", r"2.13.0 · compile:aot\_eager"]
+    assert table_row(out, "ACCUM-2")[2:] == ["✅", "🔁"]
+    assert table_row(out, "🔁 not compiled")[2:] == ["0", "1"]
+    assert "Legend: ❌ failed · ⚠️ known failure · 🔁 not compiled · ⏭️ skipped" in out
+    assert (
+        "1 report, 2 columns, 2 clauses; columns sorted by torch version; "
+        "a device's compiled modes beside its eager column."
+    ) in out
+    assert table_row(out, "2.13.0")[5] == r"cpu, cpu@compile:aot\_eager"  # the environments' devices column
+
+
+def test_matrix_puts_each_devices_modes_side_by_side(tmp_path, capsys):
+    report = compiled_versioned("2.13.0", devices=("cpu", "cuda"), modes=("eager", "compile:aot_eager", "compile:inductor"))
+    _, out, _ = run_cli(capsys, "matrix", write_report(tmp_path, "r.json", report))
+    assert header_row(out)[2:] == [
+        "2.13.0 · cpu",
+        r"2.13.0 · cpu · compile:aot\_eager",
+        "2.13.0 · cpu · compile:inductor",
+        "2.13.0 · cuda",
+        r"2.13.0 · cuda · compile:aot\_eager",
+        "2.13.0 · cuda · compile:inductor",
+    ]
+
+
+def test_matrix_modes_option_keeps_those_modes_columns(tmp_path, capsys):
+    compiled = write_report(
+        tmp_path, "c.json", compiled_versioned("2.13.0", ACCUM_2={"compile:aot_eager": "not compiled"})
+    )
+    eager_only = write_report(tmp_path, "e.json", versioned("2.9.1"))
+    _, out, _ = run_cli(capsys, "matrix", "--modes", "compile:aot_eager", compiled, eager_only)
+    assert header_row(out)[2:] == [r"2.13.0 · compile:aot\_eager"]  # the eager-only report has no such column
+    assert "1 report, 1 column, 2 clauses; columns sorted by torch version.\n" in out
+    _, out, _ = run_cli(capsys, "matrix", "--modes", "eager", compiled, eager_only)
+    assert header_row(out)[2:] == ["2.9.1", "2.13.0"]
+    assert "not compiled" not in out  # eager columns only: the legend of an eager matrix
+    _, both, _ = run_cli(capsys, "matrix", "--modes", "eager", "--modes", "compile:aot_eager", compiled)
+    _, default, _ = run_cli(capsys, "matrix", compiled)
+    assert both == default
+
+
+def test_matrix_modes_option_refuses_a_mode_no_report_has(tmp_path, capsys):
+    path = write_report(tmp_path, "c.json", compiled_versioned("2.13.0"))
+    status, out, err = run_cli(capsys, "matrix", "--modes", "compile:inductor", path)
+    assert (status, out) == (2, "")
+    assert err == (
+        "error: no report has a target in mode 'compile:inductor'; "
+        "expected a mode of the reports (eager, compile:aot_eager)\n"
+    )
+    status, _, err = run_cli(capsys, "matrix", "--modes", ",", path)
+    assert status == 2 and err.startswith("error: --modes names no mode")
+
+
+def test_matrix_refuses_two_reports_of_the_same_version_device_and_mode(tmp_path, capsys):
+    first = write_report(tmp_path, "first.json", compiled_versioned("2.13.0"))
+    second = write_report(tmp_path, "second.json", compiled_versioned("2.13.0", modes=("compile:aot_eager",)))
+    status, out, err = run_cli(capsys, "matrix", first, second)
+    assert (status, out) == (2, "")
+    assert err == (
+        f"error: {first} and {second} both report torch 2.13.0 on cpu in compile:aot_eager; "
+        "expected at most one report per torch version and device and mode\n"
+    )
+
+
+def test_matrix_of_eager_and_compiled_runs_of_one_version_in_two_reports(tmp_path, capsys):
+    eager = write_report(tmp_path, "e.json", versioned("2.13.0"))
+    compiled = write_report(tmp_path, "c.json", compiled_versioned("2.13.0", modes=("compile:inductor",)))
+    status, out, _ = run_cli(capsys, "matrix", eager, compiled)
+    assert status == 0
+    assert header_row(out)[2:] == ["2.13.0 · cpu", "2.13.0 · cpu · compile:inductor"]
+
+
+def test_matrix_html_colours_not_compiled_cells_only_when_a_compiled_mode_is_shown(tmp_path, capsys):
+    compiled = write_report(tmp_path, "c.json", compiled_versioned("2.13.0", ACCUM_2={"compile:aot_eager": "not compiled"}))
+    _, out, _ = run_cli(capsys, "matrix", "--format", "html", compiled)
+    assert "td.o-not-compiled { background:" in out
+    assert "<th>2.13.0 · compile:aot_eager</th>" in out
+    assert '<td class="cell o-not-compiled" title="not compiled">🔁</td>' in out
+    assert "🔁 not compiled" in out.split("<p>")[1].split("</p>")[0]
+    _, eager, _ = run_cli(capsys, "matrix", "--format", "html", write_report(tmp_path, "e.json", versioned("2.9.1")))
+    assert "not compiled" not in eager and "o-not-compiled" not in eager
 
 
 # ----------------------------------------------------------------------------- command line plumbing
@@ -622,6 +927,39 @@ def test_reports_written_by_the_plugin_are_read_by_the_tools(pytester, monkeypat
     assert "message: `AssertionError: one is not two" in out
     assert run_cli(capsys, "diff", path, path)[0] == 0
     assert report_io.outcome_table(report)["FAIL-1", "cpu"]["tests"] == ["test_conformance.py::test_violated[cpu]"]
+
+
+@pytest.mark.usefixtures("_keep_outer_hypothesis_profile")
+def test_compiled_mode_reports_written_by_the_plugin_are_read_by_the_tools(pytester, monkeypatch, capsys):
+    """A schema-2 report of ``--mode eager,compile:eager``: the tests compile nothing, so their compiled passes are
+    ``not compiled``, and every tool reads it (summary's columns and section, diff against itself, matrix)."""
+    monkeypatch.delenv("CONFORMANCE_PROFILE", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makeini("[pytest]\nconformance_testpaths = .\n")
+    (pytester.path / "specs").mkdir()
+    (pytester.path / "specs" / "area.md").write_text(SPEC, encoding="utf-8")
+    pytester.makepyfile(test_conformance=textwrap.dedent(TESTS))
+    pytester.runpytest(
+        "-p", "conformance.plugin", "--specs-dir=specs", "--device=cpu", "--mode=eager,compile:eager",
+        "--conformance-report=r.json",
+    )
+    capsys.readouterr()
+    path = str(pytester.path / "r.json")
+    report = load_report(path)
+    assert (report["schema_version"], report["modes"]) == (2, ["eager", "compile:eager"])
+    assert report["devices"] == ["cpu", "cpu@compile:eager"]
+    status, out, err = run_cli(capsys, "summary", path)
+    assert (status, err) == (0, "")
+    assert header_row(out) == ["clause", "title", "basis", "cpu", "cpu@compile:eager"]
+    assert table_row(out, "PASS-1")[3:] == ["✅ passed", "🔁 not compiled"]
+    assert table_row(out, "FAIL-1")[3:] == ["❌ failed", "❌ failed"]
+    assert "- 🔁 not compiled: **PASS-1** on cpu@compile:eager — holds; reason: `" in out
+    status, out, err = run_cli(capsys, "diff", path, path)
+    assert (status, err) == (0, "")
+    assert "2 clause × target pairs failed in both reports" in out
+    status, out, err = run_cli(capsys, "matrix", path)
+    assert (status, err) == (0, "")
+    assert header_row(out)[2:] == [report["environment"]["torch"], f"{report['environment']['torch']} · compile:eager"]
 
 
 # ----------------------------------------------------------------------------- the committed reports

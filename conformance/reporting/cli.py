@@ -4,13 +4,14 @@ Subcommands:
 
 * ``summary REPORT`` -- the clause-by-clause Markdown table of one run, with its verdict;
 * ``diff OLD NEW`` -- the clauses whose outcome changed; exit status 1 when one regressed;
-* ``matrix REPORT...`` -- a clause × torch version × device table of several runs;
+* ``matrix REPORT...`` -- a clause × torch version × target table of several runs (a target is a
+  device in a mode: ``cpu``, ``cpu@compile:aot_eager``; ``--modes`` picks the modes shown);
 * ``ratios RUN [NEW]`` -- the ratios (and memory figures) of a saved benchmark run, or how
   the ratios changed between two runs; with ``--max-increase PCT``, exit 1 when one grew more.
 
 Exit status: 0 on success (``diff``: no regression), 1 when ``diff`` finds a
 regression (``ratios``: a ratio grew past ``--max-increase``), 2 on bad input -- a missing or unreadable file, a file that is not a
-schema-1 report, reports that cannot be compared -- reported as one
+schema-1 or schema-2 report, reports that cannot be compared -- reported as one
 ``error: ...`` line on stderr.
 """
 
@@ -44,7 +45,7 @@ EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_BAD_INPUT = 2
 
-SCHEMA_NOTE = "Report format: docs/report-schema.md (schema version 1)."
+SCHEMA_NOTE = "Report format: docs/report-schema.md (schema versions 1 and 2)."
 
 
 class OutputError(Exception):
@@ -71,8 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     diff = commands.add_parser(
         "diff",
         help="clauses whose outcome changed between two reports (exit 1 on a regression)",
-        description="Compare two reports by (clause, device) over the devices both requested. Categories: "
-        "regressions (new outcome 'failed'), newly known failures, fixes, applicability changes, other changes.",
+        description="Compare two reports by (clause, target) over the targets (devices in a mode: cpu, "
+        "cpu@compile:aot_eager) both requested. Categories: regressions (new outcome 'failed'), no longer compiled "
+        "(a compiled mode's 'passed' became 'not compiled'), newly known failures, fixes, applicability changes, "
+        "other changes.",
         epilog="Exit status: 0 no regression, 1 at least one regression, 2 bad input.",
     )
     diff.add_argument("old", metavar="OLD", help="the baseline report (JSON)")
@@ -90,10 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     matrix = commands.add_parser(
         "matrix",
-        help="clause × torch version × device table of several reports",
-        description="Tabulate several reports: one column per (torch version, device), sorted by version.",
+        help="clause × torch version × target table of several reports",
+        description="Tabulate several reports: one column per (torch version, target), sorted by version. A "
+        "target is a device in a mode: a report with modes eager and compile:aot_eager has a cpu and a "
+        "cpu@compile:aot_eager column, side by side.",
     )
     matrix.add_argument("reports", metavar="REPORT", nargs="+", help="conformance reports (JSON)")
+    matrix.add_argument(
+        "--modes",
+        metavar="MODES",
+        action="append",
+        help="show the columns of these modes only, comma-separated or repeated: eager, compile:eager, "
+        "compile:aot_eager, compile:inductor (default: every mode of the reports)",
+    )
     matrix.add_argument(
         "--format",
         choices=("markdown", "html"),
@@ -161,7 +173,17 @@ def run_diff(args: argparse.Namespace) -> tuple[str, int]:
 def run_matrix(args: argparse.Namespace) -> tuple[str, int]:
     named = [(path, load_report(path)) for path in args.reports]
     render: Callable = render_matrix_html if args.format == "html" else render_matrix
-    return render(named), EXIT_OK
+    return render(named, selected_modes(args.modes)), EXIT_OK
+
+
+def selected_modes(values: list[str] | None) -> list[str] | None:
+    """``--modes`` values (repeatable, comma-separated), in order without repeats; None when not given."""
+    if values is None:
+        return None
+    modes = list(dict.fromkeys(part.strip() for value in values for part in value.split(",") if part.strip()))
+    if not modes:
+        raise ReportError("--modes names no mode; expected e.g. --modes eager,compile:aot_eager")
+    return modes
 
 
 def run_ratios(args: argparse.Namespace) -> tuple[str, int]:

@@ -20,6 +20,8 @@ __all__ = [
     "OUTCOME_WORDS",
     "basis_remark",
     "build_description",
+    "legend",
+    "legend_outcomes",
     "code_span",
     "md_text",
     "outcome_cell",
@@ -42,10 +44,24 @@ OUTCOME_SYMBOLS = {
 #: the word shown after the symbol in summary cells
 OUTCOME_WORDS = {outcome: outcome for outcome in OUTCOMES} | {"not applicable": "n/a"}
 
-LEGEND = (
-    " · ".join(f"{OUTCOME_SYMBOLS[o]} {o}" for o in OUTCOMES)
-    + " · blank: no tests of the clause for that device (or no such clause in that suite)"
-)
+
+
+def legend_outcomes(compiled: bool = True) -> list[str]:
+    """The outcomes a legend explains, in :data:`OUTCOMES` order: ``not compiled`` only where a compiled
+    mode is shown (an eager-only view reads as it did before compiled modes existed)."""
+    return [o for o in OUTCOMES if compiled or o != "not compiled"]
+
+
+def legend(compiled: bool = True) -> str:
+    """The legend line of the outcome symbols; ``compiled=False`` leaves out ``not compiled``."""
+    return (
+        " · ".join(f"{OUTCOME_SYMBOLS[o]} {o}" for o in legend_outcomes(compiled))
+        + " · blank: no tests of the clause for that device (or no such clause in that suite)"
+    )
+
+
+#: the legend of every outcome
+LEGEND = legend(compiled=True)
 
 
 _MARKDOWN_SPECIAL = set("\\`*_[]<>|#")

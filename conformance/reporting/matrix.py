@@ -1,10 +1,16 @@
 """``python -m conformance matrix``: several reports side by side, as a Markdown table.
 
-One column per (torch version, device), sorted by torch version; one row per
+One column per (torch version, target), sorted by torch version; one row per
 clause, grouped by spec area; a table of the reports' environments above it and
 the totals per outcome below.  :class:`Matrix` is what the Markdown table here
-and the HTML page (:mod:`.matrix_html`) both show.  Devices on which every clause
+and the HTML page (:mod:`.matrix_html`) both show.  Targets on which every clause
 of a report was skipped (the device was absent) get no column.
+
+A target is a device in a mode (schema version 2): a report of a run with modes
+``eager`` and ``compile:aot_eager`` on cpu has two columns, ``cpu`` and
+``cpu@compile:aot_eager``, side by side; ``modes`` (``matrix --modes``) keeps the
+columns of those modes only.  Reports of eager runs only (every schema-1 report)
+read exactly as before compiled modes existed.
 
 The inputs are ``(file name, report)`` pairs, the reports as returned by
 :func:`conformance.reporting.report_io.load_report`.
@@ -15,15 +21,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .markdown import LEGEND, OUTCOME_SYMBOLS, build_description, code_span, md_text, outcome_label, plural, short_git, table
+from .markdown import (
+    OUTCOME_SYMBOLS,
+    build_description,
+    code_span,
+    legend,
+    md_text,
+    outcome_label,
+    plural,
+    short_git,
+    table,
+)
 from .report_io import (
+    EAGER,
     OUTCOMES,
     ReportError,
     clause_sort_key,
     count_outcomes,
     device_columns,
+    device_of,
     fully_skipped_devices,
+    mode_of,
     records_on,
+    report_modes,
+    targets_by_device,
     torch_sort_key,
     torch_version,
 )
@@ -36,49 +57,90 @@ ENVIRONMENT_COLUMNS = ("torch", "git", "build", "Python", "hypothesis profile", 
 
 @dataclass(frozen=True, eq=False)
 class Column:
-    """One column of the matrix: a report (``source`` names its file) on one device."""
+    """One column of the matrix: a report (``source`` names its file) on one target (a device in a mode)."""
 
     source: str
     report: Mapping
-    device: str
+    target: str  # the report's column: ``cpu`` (eager), ``cpu@compile:aot_eager``
     label: str
 
+    @property
+    def device(self) -> str:
+        return device_of(self.target)
 
-def matrix_columns(named_reports: Sequence[tuple[str, Mapping]]) -> list[Column]:
-    """The (torch version, device) columns, sorted by torch version; raise on a duplicate pair."""
+    @property
+    def mode(self) -> str:
+        return mode_of(self.target)
+
+
+def matrix_columns(named_reports: Sequence[tuple[str, Mapping]], modes: Sequence[str] | None = None) -> list[Column]:
+    """The (torch version, target) columns, sorted by torch version, each device's modes side by side;
+    raise on a duplicate pair.  ``modes`` keeps the targets in those modes only (None: every mode)."""
     ordered = sorted(named_reports, key=lambda item: torch_sort_key(torch_version(item[1])))
-    per_report = [(source, report, matrix_devices(report)) for source, report in ordered]
+    per_report = [(source, report, matrix_devices(report, modes)) for source, report in ordered]
+    check_modes_shown(named_reports, per_report, modes)
+    per_report = [entry for entry in per_report if entry[2]]  # a report in none of ``modes``: no column
     check_no_duplicate_columns(per_report)
     versions = [torch_version(report) for _, report, _ in per_report]
-    by_version_only = all(len(devices) == 1 for _, _, devices in per_report) and len(set(versions)) == len(versions)
+    by_version_only = all(len({device_of(t) for t in targets}) == 1 for _, _, targets in per_report) and len(
+        set(versions)
+    ) == len(versions)
     columns = []
-    for source, report, devices in per_report:
-        for device in devices:
-            label = torch_version(report) if by_version_only else f"{torch_version(report)} · {device}"
-            columns.append(Column(source, report, device, label))
+    for source, report, targets in per_report:
+        for target in targets:
+            label = torch_version(report) if by_version_only else f"{torch_version(report)} · {device_of(target)}"
+            if mode_of(target) != EAGER:
+                label += f" · {mode_of(target)}"
+            columns.append(Column(source, report, target, label))
     return columns
 
 
-def matrix_devices(report: Mapping) -> list[str]:
-    """A report's devices with records, except those on which every clause was skipped (absent devices).
+def matrix_devices(report: Mapping, modes: Sequence[str] | None = None) -> list[str]:
+    """A report's targets with records, except those on which every clause was skipped (absent devices),
+    each device's targets side by side; with ``modes``, those in these modes only.
 
-    A report with nothing else keeps its skipped devices, and one without records its first device:
-    every report gets at least one column.
+    A report with nothing else keeps its skipped targets, and one without records its first target:
+    every report gets at least one column (unless ``modes`` leaves none).
     """
-    with_records = [d for d in device_columns(report) if records_on(report, d)]
+    columns = [t for t in device_columns(report) if modes is None or mode_of(t) in modes]
+    with_records = [d for d in columns if records_on(report, d)]
     skipped = fully_skipped_devices(report)
-    return [d for d in with_records if d not in skipped] or with_records or device_columns(report)[:1]
+    shown = [d for d in with_records if d not in skipped] or with_records or columns[:1]
+    return targets_by_device(shown, report_modes(report))
+
+
+def check_modes_shown(
+    named_reports: Sequence[tuple[str, Mapping]],
+    per_report: Sequence[tuple[str, Mapping, list[str]]],
+    modes: Sequence[str] | None,
+) -> None:
+    """Raise when one of ``modes`` (``--modes``) is in no report: a typo, or the wrong reports."""
+    if modes is None:
+        return
+    present = {mode_of(t) for _, report in named_reports for t in device_columns(report)}
+    missing = [mode for mode in modes if mode not in present]
+    if missing or not any(targets for _, _, targets in per_report):
+        available = ", ".join(sorted(present, key=lambda m: (m != EAGER, m))) or "none"
+        raise ReportError(
+            f"no report has a target in mode {', '.join(map(repr, missing or modes))}; "
+            f"expected a mode of the reports ({available})"
+        )
 
 
 def check_no_duplicate_columns(per_report: Sequence[tuple[str, Mapping, list[str]]]) -> None:
     seen: dict[tuple[str, str], str] = {}
-    for source, report, devices in per_report:
-        for device in devices:
-            key = (torch_version(report), device)
+    for source, report, targets in per_report:
+        for target in targets:
+            key = (torch_version(report), target)
             if key in seen:
+                where, what = (
+                    (f"{device_of(target)} in {mode_of(target)}", "device and mode")
+                    if mode_of(target) != EAGER
+                    else (target, "device")
+                )
                 raise ReportError(
-                    f"{seen[key]} and {source} both report torch {key[0]} on {device}; "
-                    f"expected at most one report per torch version and device"
+                    f"{seen[key]} and {source} both report torch {key[0]} on {where}; "
+                    f"expected at most one report per torch version and {what}"
                 )
             seen[key] = source
 
@@ -104,7 +166,7 @@ def matrix_rows(columns: Sequence[Column]) -> dict[str, list[Mapping]]:
 
 
 def column_totals(column: Column) -> dict[str, int]:
-    return count_outcomes(records_on(column.report, column.device))
+    return count_outcomes(records_on(column.report, column.target))
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,10 +179,10 @@ class Matrix:
     totals: list[dict[str, int]]
 
     @classmethod
-    def build(cls, named_reports: Sequence[tuple[str, Mapping]]) -> Matrix:
-        columns = matrix_columns(named_reports)
+    def build(cls, named_reports: Sequence[tuple[str, Mapping]], modes: Sequence[str] | None = None) -> Matrix:
+        columns = matrix_columns(named_reports, modes)
         rows = matrix_rows(columns)
-        lookups = [{c["id"]: c["devices"].get(col.device) for c in col.report["clauses"]} for col in columns]
+        lookups = [{c["id"]: c["devices"].get(col.target) for c in col.report["clauses"]} for col in columns]
         cells = {
             (clause["id"], index): lookups[index].get(clause["id"])
             for clauses in rows.values()
@@ -132,13 +194,23 @@ class Matrix:
     def outcomes_present(self) -> list[str]:
         return [o for o in OUTCOMES if any(totals.get(o) for totals in self.totals)]
 
+    @property
+    def compiled(self) -> bool:
+        """Whether a column is a compiled target: only then does the legend explain ``not compiled``."""
+        return any(column.mode != EAGER for column in self.columns)
+
+    @property
+    def side_by_side(self) -> bool:
+        """Whether eager and compiled columns are both shown (a device's modes sit next to each other)."""
+        return self.compiled and any(column.mode == EAGER for column in self.columns)
+
     def environment_rows(self) -> list[tuple[str, Mapping, list[str], dict[str, str]]]:
-        """``(source, report, shown devices, {skipped device: reason})`` per report, in column order."""
+        """``(source, report, shown targets, {skipped target: reason})`` per report, in column order."""
         result = []
         for column in self.columns:
             if any(column.report is entry[1] for entry in result):
                 continue
-            shown = [c.device for c in self.columns if c.report is column.report]
+            shown = [c.target for c in self.columns if c.report is column.report]
             hidden = {d: r for d, r in fully_skipped_devices(column.report).items() if d not in shown}
             result.append((column.source, column.report, shown, hidden))
         return result
@@ -147,22 +219,23 @@ class Matrix:
         return sum(len(clauses) for clauses in self.rows.values())
 
 
-def render_matrix(named_reports: Sequence[tuple[str, Mapping]]) -> str:
-    """The Markdown clause × (torch version, device) table of several reports."""
-    matrix = Matrix.build(named_reports)
+def render_matrix(named_reports: Sequence[tuple[str, Mapping]], modes: Sequence[str] | None = None) -> str:
+    """The Markdown clause × (torch version, target) table of several reports (``modes``: those only)."""
+    matrix = Matrix.build(named_reports, modes)
     reports = matrix.environment_rows()
     lines = [
         "## Autograd conformance matrix",
         "",
         (
             f"{plural(len(reports), 'report')}, {plural(len(matrix.columns), 'column')}, "
-            f"{plural(matrix.clause_count(), 'clause')}; columns sorted by torch version."
+            f"{plural(matrix.clause_count(), 'clause')}; columns sorted by torch version"
+            + ("; a device's compiled modes beside its eager column." if matrix.side_by_side else ".")
         ),
         "",
     ]
     env_rows = [matrix_environment_row(source, report, shown, hidden) for source, report, shown, hidden in reports]
     lines += table(list(ENVIRONMENT_COLUMNS), env_rows)
-    lines += ["", f"Legend: {LEGEND}", ""]
+    lines += ["", f"Legend: {legend(compiled=matrix.compiled)}", ""]
     header = ["clause", "title"] + [md_text(column.label) for column in matrix.columns]
     align = ["---", "---"] + [":-:"] * len(matrix.columns)
     rows: list[list[str]] = []

@@ -9,9 +9,9 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from .markdown import OUTCOME_SYMBOLS, build_description, short_git
+from .markdown import OUTCOME_SYMBOLS, build_description, legend_outcomes, short_git
 from .matrix import ENVIRONMENT_COLUMNS, Matrix
-from .report_io import OUTCOMES, detail_of, torch_version
+from .report_io import detail_of, torch_version
 
 __all__ = ["render_matrix_html"]
 
@@ -19,6 +19,7 @@ OUTCOME_COLOURS = {
     "passed": "#d7f5dd",
     "failed": "#ffd6d6",
     "known failure": "#fff1c2",
+    "not compiled": "#ffe4cc",
     "not applicable": "#eeeeee",
     "skipped": "#e3ecff",
     "untested": "#f3e3ff",
@@ -34,12 +35,15 @@ tr.area th { text-align: left; background: #eaeef2; }
 """
 
 
-def render_matrix_html(named_reports: Sequence[tuple[str, Mapping]]) -> str:
+def render_matrix_html(named_reports: Sequence[tuple[str, Mapping]], modes: Sequence[str] | None = None) -> str:
     """The matrix as one self-contained HTML page: same content, cells coloured by outcome."""
-    matrix = Matrix.build(named_reports)
+    matrix = Matrix.build(named_reports, modes)
     esc = html.escape
+    explained = legend_outcomes(compiled=matrix.compiled)
     style = HTML_STYLE + "".join(
-        f"td.{css_class(outcome)} {{ background: {colour}; }}\n" for outcome, colour in OUTCOME_COLOURS.items()
+        f"td.{css_class(outcome)} {{ background: {colour}; }}\n"
+        for outcome, colour in OUTCOME_COLOURS.items()
+        if outcome in explained
     )
     parts = [
         "<!DOCTYPE html>",
@@ -64,7 +68,7 @@ def render_matrix_html(named_reports: Sequence[tuple[str, Mapping]]) -> str:
         ]
         parts.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
-    parts.append("<p>" + " · ".join(f"{OUTCOME_SYMBOLS[o]} {esc(o)}" for o in OUTCOMES) + "</p>")
+    parts.append("<p>" + " · ".join(f"{OUTCOME_SYMBOLS[o]} {esc(o)}" for o in explained) + "</p>")
     parts.append(
         "<table><tr><th>clause</th><th>title</th>"
         + "".join(f"<th>{esc(column.label)}</th>" for column in matrix.columns)

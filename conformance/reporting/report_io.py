@@ -1,10 +1,13 @@
-"""Reading conformance reports (``docs/report-schema.md``, schema version 1) back in.
+"""Reading conformance reports (``docs/report-schema.md``, schema versions 1 and 2) back in.
 
 :func:`load_report` reads and validates one report; every problem with the
 input becomes a :class:`ReportError` whose message names the file and says what
 was expected, so the command-line tools can print it as one line.  The
 accessors below give the rest of the tools a view of a report keyed by
-``(clause id, device)``.
+``(clause id, target)``: a target is a device in an execution mode, named by the
+device alone when eager (``cpu``) and ``device@mode`` when compiled
+(``cpu@compile:aot_eager``, :func:`target_name`).  A schema-1 report (eager runs
+only) reads as a schema-2 report whose only mode is ``eager``.
 
 This module deliberately imports neither torch nor pytest: reading a report
 must work (and be fast) on a machine that only holds the JSON files.
@@ -37,6 +40,8 @@ __all__ = [
     "counts_phrase",
     "detail_of",
     "device_columns",
+    "device_of",
+    "mode_of",
     "first_test",
     "fully_skipped_devices",
     "iter_outcomes",
@@ -46,6 +51,8 @@ __all__ = [
     "split_target",
     "target_name",
     "report_devices",
+    "report_modes",
+    "targets_by_device",
     "torch_sort_key",
     "torch_version",
     "validate_report",
@@ -76,6 +83,9 @@ BASIS_MEANINGS = {
 }
 VERDICTS = ("conforms", "violated")
 
+#: outcomes that schema version 2 added: a schema-1 report holding one is refused
+SCHEMA_2_OUTCOMES = ("not compiled",)
+
 #: top-level fields the tools read, with the JSON type each must have
 REQUIRED_TOP_LEVEL = {
     "suite_version": str,
@@ -88,6 +98,8 @@ REQUIRED_CLAUSE_FIELDS = {"id": str, "title": str, "area": str, "devices": dict}
 #: clause fields added within schema version 1: absent from older reports (docs/reports/), checked when present
 OPTIONAL_CLAUSE_FIELDS = {"basis": str, "basis_note": str}
 OPTIONAL_RECORD_FIELDS = {"reason": str, "message": str, "tests": list}
+#: fields of a compiled target's record (schema version 2): its physical device and its mode
+COMPILED_RECORD_FIELDS = {"device": str, "mode": str}
 
 JSON_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "a list", bool: "a boolean"}
 
@@ -101,7 +113,7 @@ class ReportError(ValueError):
 
 
 def load_report(path: str | Path) -> dict:
-    """Read the report at ``path``; raise :class:`ReportError` unless it is a valid schema-1 report."""
+    """Read the report at ``path``; raise :class:`ReportError` unless it is a valid schema-1 or schema-2 report."""
     name = str(path)
     text = _read_text(Path(path), name)
     try:
@@ -143,7 +155,7 @@ def validate_report(report: Any, name: str) -> None:
         plural = "s" if len(missing) > 1 else ""
         raise ReportError(
             f"{name}: missing required key{plural} {', '.join(repr(k) for k in missing)} "
-            f"(report schema version {REPORT_SCHEMA_VERSION}, see docs/report-schema.md)"
+            f"(report schema version {report['schema_version']}, see docs/report-schema.md)"
         )
     for key, expected_type in REQUIRED_TOP_LEVEL.items():
         _check_type(report[key], expected_type, f"{name}: {key!r}")
@@ -151,9 +163,12 @@ def validate_report(report: Any, name: str) -> None:
         raise ReportError(f"{name}: 'verdict' is {report['verdict']!r}; expected one of {_listing(VERDICTS)}")
     _check_environment(report["environment"], name)
     _check_devices(report["devices"], name)
+    version = report["schema_version"]
+    if version >= 2:
+        _check_modes(report, name)
     seen: set[str] = set()
     for index, clause in enumerate(report["clauses"]):
-        _check_clause(clause, f"{name}: clauses[{index}]")
+        _check_clause(clause, f"{name}: clauses[{index}]", version)
         if clause["id"] in seen:
             raise ReportError(f"{name}: clause {clause['id']!r} appears twice in 'clauses'; expected one entry each")
         seen.add(clause["id"])
@@ -166,12 +181,38 @@ def _check_schema(report: dict, name: str) -> None:
         raise ReportError(f"{name}: {found}; expected 'schema': {REPORT_SCHEMA!r} (not a conformance report?)")
     version = report.get("schema_version")
     if "schema_version" not in report:
-        raise ReportError(f"{name}: no 'schema_version' key; expected 'schema_version': {REPORT_SCHEMA_VERSION}")
+        raise ReportError(
+            f"{name}: no 'schema_version' key; expected 'schema_version': {_versions_phrase(' or ')}"
+        )
     if type(version) is not int or version not in READABLE_SCHEMA_VERSIONS:
         raise ReportError(
             f"{name}: 'schema_version' is {version!r}; this reader understands schema versions "
-            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))} (a newer suite may have written it: use that suite's tools)"
+            f"{_versions_phrase(' and ')} (a newer suite may have written it: use that suite's tools)"
         )
+
+
+def _versions_phrase(conjunction: str) -> str:
+    """``"1 and 2"`` / ``"1 or 2"``: the readable schema versions."""
+    *head, last = map(str, READABLE_SCHEMA_VERSIONS)
+    return f"{', '.join(head)}{conjunction}{last}" if head else last
+
+
+def _check_modes(report: dict, name: str) -> None:
+    """Schema 2: ``modes`` lists the run's modes, and every target's mode is one of them."""
+    if "modes" not in report:
+        raise ReportError(
+            f"{name}: missing required key 'modes' (report schema version 2, see docs/report-schema.md)"
+        )
+    modes = report["modes"]
+    _check_type(modes, list, f"{name}: 'modes'")
+    for mode in modes:
+        _check_type(mode, str, f"{name}: an entry of 'modes'")
+    for target in report["devices"]:
+        if mode_of(target) not in modes:
+            raise ReportError(
+                f"{name}: target {target!r} in 'devices' is in mode {mode_of(target)!r}, which 'modes' "
+                f"({_listing(modes) or 'none'}) does not list; expected every target's mode in 'modes'"
+            )
 
 
 def _check_environment(environment: dict, name: str) -> None:
@@ -185,7 +226,7 @@ def _check_devices(devices: list, name: str) -> None:
         _check_type(device, str, f"{name}: an entry of 'devices'")
 
 
-def _check_clause(clause: Any, where: str) -> None:
+def _check_clause(clause: Any, where: str, version: int = REPORT_SCHEMA_VERSION) -> None:
     _check_type(clause, dict, where)
     missing = [key for key in REQUIRED_CLAUSE_FIELDS if key not in clause]
     if missing:
@@ -200,16 +241,25 @@ def _check_clause(clause: Any, where: str) -> None:
     if "basis" in clause and clause["basis"] not in BASES:
         raise ReportError(f"{where}: basis {clause['basis']!r}; expected one of {_listing(BASES)}")
     for device, record in clause["devices"].items():
-        _check_record(record, f"{where}: devices[{device!r}]")
+        _check_record(record, f"{where}: devices[{device!r}]", version)
 
 
-def _check_record(record: Any, where: str) -> None:
+def _check_record(record: Any, where: str, version: int = REPORT_SCHEMA_VERSION) -> None:
     _check_type(record, dict, where)
+    outcomes = OUTCOMES if version >= 2 else tuple(o for o in OUTCOMES if o not in SCHEMA_2_OUTCOMES)
     if "outcome" not in record:
-        raise ReportError(f"{where}: no 'outcome' key; expected one of {_listing(OUTCOMES)}")
-    if record["outcome"] not in OUTCOMES:
-        raise ReportError(f"{where}: outcome {record['outcome']!r}; expected one of {_listing(OUTCOMES)}")
+        raise ReportError(f"{where}: no 'outcome' key; expected one of {_listing(outcomes)}")
+    if record["outcome"] in SCHEMA_2_OUTCOMES and version < 2:
+        raise ReportError(
+            f"{where}: outcome {record['outcome']!r} is new in schema version 2, and the report says "
+            f"'schema_version': {version}; expected one of {_listing(outcomes)}"
+        )
+    if record["outcome"] not in outcomes:
+        raise ReportError(f"{where}: outcome {record['outcome']!r}; expected one of {_listing(outcomes)}")
     for key, expected_type in OPTIONAL_RECORD_FIELDS.items():
+        if key in record:
+            _check_type(record[key], expected_type, f"{where}: {key!r}")
+    for key, expected_type in COMPILED_RECORD_FIELDS.items():
         if key in record:
             _check_type(record[key], expected_type, f"{where}: {key!r}")
 
@@ -263,9 +313,41 @@ def split_target(target: str) -> tuple[str, str]:
     return device, mode or EAGER
 
 
+def device_of(target: str) -> str:
+    """The physical device of a target: ``"cpu@compile:aot_eager"`` -> ``"cpu"``."""
+    return split_target(target)[0]
+
+
+def mode_of(target: str) -> str:
+    """The mode of a target: ``"cpu@compile:aot_eager"`` -> ``"compile:aot_eager"``, ``"cpu"`` -> ``"eager"``."""
+    return split_target(target)[1]
+
+
 def report_devices(report: Mapping) -> list[str]:
-    """The devices the run was asked for (the report's ``devices``), in order."""
+    """The targets the run was asked for (the report's ``devices``), in order: in a schema-1 report, and
+    in an eager-only run, these are the devices."""
     return list(report["devices"])
+
+
+def report_modes(report: Mapping) -> list[str]:
+    """The run's modes: the report's ``modes`` (schema 2), else those of its targets (``["eager"]`` for
+    schema 1), in order."""
+    modes = report.get("modes")
+    if isinstance(modes, list) and modes:
+        return list(modes)
+    return list(dict.fromkeys(mode_of(target) for target in device_columns(report))) or [EAGER]
+
+
+def targets_by_device(targets: Sequence[str], modes: Sequence[str] = ()) -> list[str]:
+    """``targets`` reordered so that each device's targets sit side by side: devices in order of first
+    appearance, within a device its modes in the order of ``modes`` (then as seen), eager first.
+
+    ``["cpu", "cuda", "cpu@compile:aot_eager"]`` -> ``["cpu", "cpu@compile:aot_eager", "cuda"]``; a list of
+    eager targets keeps its order.
+    """
+    mode_order = list(dict.fromkeys([EAGER, *modes, *(mode_of(t) for t in targets)]))
+    devices = list(dict.fromkeys(device_of(t) for t in targets))
+    return sorted(targets, key=lambda t: (devices.index(device_of(t)), mode_order.index(mode_of(t))))
 
 
 def device_columns(report: Mapping) -> list[str]:

@@ -1,9 +1,13 @@
 """``python -m conformance summary``: the Markdown view of one report.
 
 Meant to be pasted into a GitHub pull-request comment or a job summary: a
-heading with the environment, the verdict, then clause tables grouped by spec
-area, then the failures.  Devices on which every clause was skipped (the device
-was absent) get no column; a note says so instead.
+heading with the environment and the run's modes, the verdict, then clause
+tables grouped by spec area, then the failures.  There is a column per target: a
+device in a mode (``cpu``, ``cpu@compile:aot_eager``), each device's eager and
+compiled targets side by side.  Targets on which every clause was skipped (the
+device was absent) get no column; a note says so instead.  A run with compiled
+modes also lists its ``not compiled`` clauses with the reason, and the clauses
+its spec says cannot be expressed in compiled code.
 
 The input is a report as returned by :func:`conformance.reporting.report_io.load_report`.
 """
@@ -14,10 +18,10 @@ from collections.abc import Mapping, Sequence
 
 from .markdown import (
     BASIS_LEGEND,
-    LEGEND,
     basis_remark,
     build_description,
     code_span,
+    legend,
     md_text,
     outcome_cell,
     outcome_label,
@@ -27,14 +31,19 @@ from .markdown import (
 )
 from .report_io import (
     BASIS_MEANINGS,
+    EAGER,
     basis_of,
     count_outcomes,
     counts_phrase,
     detail_of,
     device_columns,
+    device_of,
     first_test,
     fully_skipped_devices,
+    mode_of,
     records_on,
+    report_modes,
+    targets_by_device,
     torch_version,
 )
 
@@ -53,7 +62,7 @@ def render_summary(report: Mapping) -> str:
     lines = summary_heading(report)
     lines += ["", verdict_line(report), ""]
     lines += skipped_devices_note(report)
-    lines += [f"Legend: {LEGEND}", ""]
+    lines += [f"Legend: {legend(compiled=has_compiled_modes(report))}", ""]
     with_basis = any(basis_of(c) for c in report["clauses"])  # older reports carry no basis: no column
     if with_basis:
         lines += [f"{BASIS_LEGEND}.", "", basis_counts_line(report), ""]
@@ -68,7 +77,17 @@ def render_summary(report: Mapping) -> str:
         lines += table(["clause", "title"] + (["basis"] if with_basis else []) + [md_text(d) for d in columns], rows)
         lines.append("")
     lines += failures_section(report)
+    if has_compiled_modes(report):
+        lines += [""] + not_compiled_section(report)
+        lines += not_compilable_section(report)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def has_compiled_modes(report: Mapping) -> bool:
+    """Whether the run had a compiled mode (``--mode compile:...``): a schema-1 report never has."""
+    return any(mode != EAGER for mode in report_modes(report)) or any(
+        mode_of(target) != EAGER for target in device_columns(report)
+    )
 
 
 def basis_counts_line(report: Mapping) -> str:
@@ -97,6 +116,7 @@ def summary_heading(report: Mapping) -> list[str]:
         f"- **Suite**: {suite}{created}{exit_status}",
         f"- **Hypothesis**: {hypothesis_description(env)}",
         f"- **Devices**: {devices_description(report)}",
+        f"- **Modes**: {modes_description(report)}",
     ]
     expectations = expectations_description(report)
     if expectations:
@@ -105,10 +125,11 @@ def summary_heading(report: Mapping) -> list[str]:
 
 
 def devices_description(report: Mapping) -> str:
-    """``"cpu (x86_64), cuda (not available: no CUDA device)"`` from ``environment.device_status``."""
+    """``"cpu (x86_64), cuda (not available: no CUDA device)"`` from ``environment.device_status``: the
+    physical devices of the report's targets, each once."""
     status = report["environment"].get("device_status")
     parts = []
-    for device in report["devices"]:
+    for device in dict.fromkeys(device_of(target) for target in report["devices"]):
         entry = status.get(device) if isinstance(status, dict) else None
         if not isinstance(entry, dict):
             parts.append(md_text(device))
@@ -119,6 +140,11 @@ def devices_description(report: Mapping) -> str:
             reason = f" ({md_text(entry['reason'])})" if entry.get("reason") else ""
             parts.append(f"{md_text(device)}: not available{reason}")
     return ", ".join(parts) or "none"
+
+
+def modes_description(report: Mapping) -> str:
+    """``"eager, compile:aot_eager"``: the run's modes (``eager`` alone for a schema-1 report)."""
+    return ", ".join(md_text(mode) for mode in report_modes(report))
 
 
 def expectations_description(report: Mapping) -> str:
@@ -140,17 +166,25 @@ def verdict_line(report: Mapping) -> str:
 
 
 def shown_devices(report: Mapping) -> list[str]:
-    """The devices that get a column: every one but those on which every clause was skipped."""
+    """The targets that get a column: every one but those on which every clause was skipped; each device's
+    targets side by side (``cpu``, ``cpu@compile:aot_eager``, ``cuda``, ...)."""
     skipped = fully_skipped_devices(report)
-    return [device for device in device_columns(report) if device not in skipped]
+    shown = [device for device in device_columns(report) if device not in skipped]
+    return targets_by_device(shown, report_modes(report))
 
 
 def skipped_devices_note(report: Mapping) -> list[str]:
     skipped = fully_skipped_devices(report)
     if not skipped:
         return []
-    parts = [f"{md_text(d)}" + (f" ({md_text(reason)})" if reason else "") for d, reason in skipped.items()]
-    pronoun = "them" if len(parts) > 1 else "it"
+    groups: dict[tuple[str, str], list[str]] = {}  # a device's targets skipped for one reason: named once
+    for target in targets_by_device(list(skipped), report_modes(report)):
+        groups.setdefault((device_of(target), skipped[target]), []).append(target)
+    parts = [
+        ", ".join(md_text(t) for t in targets) + (f" ({md_text(reason)})" if reason else "")
+        for (_, reason), targets in groups.items()
+    ]
+    pronoun = "them" if len(skipped) > 1 else "it"
     return [f"*Every clause was skipped on {', '.join(parts)}: no column for {pronoun}.*", ""]
 
 
@@ -166,6 +200,50 @@ def failures_section(report: Mapping) -> list[str]:
     if not entries:
         return lines + ["None: no clause failed, and none is a known failure."]
     return lines + entries
+
+
+def not_compiled_section(report: Mapping) -> list[str]:
+    """A bullet per clause × compiled target whose tests passed without resting on compiled code, with why."""
+    entries = [
+        failure_bullet(clause, target, record)
+        for clause in report["clauses"]
+        for target, record in clause["devices"].items()
+        if record["outcome"] == "not compiled"
+    ]
+    lines = ["### Not compiled", ""]
+    if not entries:
+        return lines + ["None: every compiled pass ran compiled code.", ""]
+    intro = (
+        "The tests passed, but not in compiled code: a graph break, an eager fallback, or a test that "
+        "compiled nothing. The clause is not shown to hold when compiled."
+    )
+    return lines + [intro, ""] + entries + [""]
+
+
+def not_compilable_section(report: Mapping) -> list[str]:
+    """The clauses ``not applicable`` in a compiled mode although their version range includes the torch
+    that ran (``applies``): their spec's ``Compiled`` field says they cannot be expressed in compiled code."""
+    entries = []
+    for clause in report["clauses"]:
+        if clause.get("applies") is False:  # not applicable for the torch version, in every mode
+            continue
+        compiled = [
+            (mode_of(target), record)
+            for target, record in clause["devices"].items()
+            if mode_of(target) != EAGER and record["outcome"] == "not applicable"
+        ]
+        if not compiled:
+            continue
+        modes = [mode for mode, _ in compiled]
+        reason = detail_of(compiled[0][1])
+        entries.append(
+            f"- {outcome_label('not applicable')}: **{md_text(clause['id'])}** in "
+            f"{', '.join(md_text(m) for m in dict.fromkeys(modes))} — {md_text(clause['title'])}"
+            + (f"; reason: {code_span(reason)}" if reason else "")
+        )
+    if not entries:
+        return []
+    return ["### Not applicable when compiled", ""] + entries + [""]
 
 
 def failure_bullet(clause: Mapping, device: str, record: Mapping) -> str:
