@@ -13,19 +13,27 @@ under test gives two record lists the tests compare (specs/cross_device.md).
 
 :func:`run_across_devices` runs a graph with its leaves and steps spread over
 two devices, moving every operand to its step's device with ``.to()``.
+
+Both take a ``mode`` (``testlib/modes.py``).  In a compiled mode the user
+program runs through ``torch.compile``, piece by piece as :func:`run_program`
+records it: the graph's steps as one compiled program, each in-place edit as a
+compiled function of its target, the loss as a compiled function of the values;
+the backward passes run through their outputs (backward is not compiled).  A
+compiled piece that raises is recorded under the piece's action, as in eager.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from hypothesis import strategies as st
 
 from .graphs import Graph, graphs
 from .inplace_ops import DETERMINISTIC_FORMS, InPlaceForm
+from .modes import EAGER, Mode
 
 __all__ = [
     "Edit",
@@ -35,6 +43,7 @@ __all__ = [
     "close_enough",
     "grad_fn_name",
     "loss_weights",
+    "program_across_devices",
     "programs",
     "run_across_devices",
     "run_program",
@@ -159,8 +168,33 @@ def _grads_record(action: str, leaves: Sequence[torch.Tensor]) -> Record:
     return Record(action, grads=grads, grad_devices=devices)
 
 
-def run_program(program: Program, device: str | torch.device) -> list[Record]:
-    """Run ``program`` on fresh leaves on ``device``; one :class:`Record` per action (see the module docstring).
+def _graph_records(graph: Graph, values: list[torch.Tensor], mode: Mode) -> tuple[list[Record], bool]:
+    """Run the graph's steps on ``values`` (its leaves; outputs are appended): per step a :class:`Record`, and
+    whether every step ran.  Eagerly a step that raises ends the run; compiled, the steps are one program
+    whose error is recorded under the action naming them all."""
+    n_leaves = len(graph.leaves)
+    actions = [f"t{n_leaves + index} = {graph.source(index)}" for index in range(len(graph.steps))]
+    if mode.compiled:
+        try:
+            outputs = mode.run(graph.program, *values)
+        except Exception as exc:  # noqa: BLE001 - recorded for comparison
+            return [Record(f"the compiled steps ({mode}): " + "; ".join(actions), error=type(exc).__name__)], False
+        values.extend(outputs)
+        return [_describe(action, output) for action, output in zip(actions, outputs)], True
+    records = []
+    for step, action in zip(graph.steps, actions):
+        try:
+            output = step.form(*(values[i] for i in step.operands))
+        except Exception as exc:  # noqa: BLE001 - recorded for comparison
+            records.append(Record(action, error=type(exc).__name__))
+            return records, False
+        values.append(output)
+        records.append(_describe(action, output))
+    return records, True
+
+
+def run_program(program: Program, device: str | torch.device, *, mode: Mode = Mode(EAGER)) -> list[Record]:
+    """Run ``program`` on fresh leaves on ``device`` in ``mode``; one :class:`Record` per action (see the module docstring).
 
     A graph step that raises ends the run (later steps have no operand); an
     edit or a backward pass that raises is recorded and the run goes on.
@@ -168,19 +202,14 @@ def run_program(program: Program, device: str | torch.device) -> list[Record]:
     graph = program.graph
     values = _fresh_leaves(graph.leaves, [device] * len(graph.leaves))
     records = [_describe(f"t{i} (leaf)", leaf) for i, leaf in enumerate(values)]
-    for index, step in enumerate(graph.steps):
-        action = f"t{len(graph.leaves) + index} = {graph.source(index)}"
-        try:
-            output = step.form(*(values[i] for i in step.operands))
-        except Exception as exc:  # noqa: BLE001 - recorded for comparison
-            records.append(Record(action, error=type(exc).__name__))
-            return records
-        values.append(output)
-        records.append(_describe(action, output))
+    step_records, completed = _graph_records(graph, values, mode)
+    records += step_records
+    if not completed:
+        return records
     for edit in program.edits:
         target = values[edit.target]
         try:
-            edit.form.apply(target)
+            mode.run(edit.form.apply, target)
         except Exception as exc:  # noqa: BLE001 - recorded for comparison
             records.append(Record(edit.source(), error=type(exc).__name__))
             continue
@@ -204,17 +233,37 @@ def run_program(program: Program, device: str | torch.device) -> list[Record]:
     return records
 
 
-def run_across_devices(
-    graph: Graph, leaf_devices: Sequence[str], step_devices: Sequence[str]
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Run ``graph`` on fresh leaves placed on ``leaf_devices``, each step on its ``step_devices`` entry.
+def program_across_devices(
+    graph: Graph, step_devices: Sequence[str], *, loss_on: str | torch.device | None = None
+) -> Callable[..., tuple[tuple[torch.Tensor, ...], torch.Tensor]]:
+    """The graph as a plain function of its leaves, each step on its ``step_devices`` entry: every operand is
+    moved there with ``.to()`` (a no-op when it is there already).  It returns every step's output and their
+    :func:`weighted_loss` (moved ``.to(loss_on)`` when given)."""
+    devices = tuple(step_devices)
 
-    Every operand is moved to its step's device with ``.to()`` (a no-op when
-    it is there already).  Returns ``(leaves, values)``, values being every
-    step's output.
+    def program(*leaves: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        values = list(leaves)
+        for step, device in zip(graph.steps, devices):
+            values.append(step.form(*(values[i].to(device) for i in step.operands)))
+        outputs = tuple(values[len(leaves):])
+        return outputs, weighted_loss(outputs, on=loss_on)
+
+    return program
+
+
+def run_across_devices(
+    graph: Graph,
+    leaf_devices: Sequence[str],
+    step_devices: Sequence[str],
+    *,
+    loss_on: str | torch.device | None = None,
+    mode: Mode = Mode(EAGER),
+) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """Run ``graph`` on fresh leaves placed on ``leaf_devices``, each step on its ``step_devices`` entry, in ``mode``
+    (:func:`program_across_devices`, compiled whole in a compiled mode).
+
+    Returns ``(leaves, values, loss)``: values being every step's output, loss their :func:`weighted_loss`.
     """
     leaves = _fresh_leaves(graph.leaves, leaf_devices)
-    values = list(leaves)
-    for step, device in zip(graph.steps, step_devices):
-        values.append(step.form(*(values[i].to(device) for i in step.operands)))
-    return leaves, values[len(leaves):]
+    values, loss = mode.run(program_across_devices(graph, step_devices, loss_on=loss_on), *leaves)
+    return leaves, list(values), loss

@@ -3,6 +3,11 @@
 Every test compares the device under test with ``cpu`` (or moves tensors
 between the two), so each is declared ``@pytest.mark.devices("non-cpu")``: it
 checks nothing on the CPU and skips there at collection.
+
+In a compiled mode the user program runs through the ``mode`` fixture on both
+devices: the drawn program's steps, edits and loss (``testlib/cross_device.py``),
+the mixed-device graph with its ``.to()`` moves, the mixing op, the chain of
+moves; backward runs through the compiled outputs.
 """
 
 from __future__ import annotations
@@ -17,17 +22,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.testlib.assertions import assert_equal, assert_raises, assert_succeeds, fail
-from conformance.testlib.cross_device import Record, close_enough, grad_fn_name, loss_weights, programs, run_across_devices, run_program, weighted_loss
+from conformance.testlib.cross_device import Record, close_enough, grad_fn_name, loss_weights, programs, run_across_devices, run_program
 from conformance.testlib.forms import BACKWARD_PASSES
 from conformance.testlib.graphs import GRAPH_DTYPES, graphs
+from conformance.testlib.modes import Mode
 from conformance.testlib.ops import OPS, OpForm
 from conformance.testlib.strategies import REAL_DTYPES, dtypes, shapes, tensors
 
 AGAINST_THE_CPU = pytest.mark.devices("non-cpu", reason="compares the device under test with the CPU")
 
 
-def _both(program, device: str) -> tuple[list[Record], list[Record]]:
-    return run_program(program, "cpu"), run_program(program, device)
+def _both(program, device: str, mode: Mode) -> tuple[list[Record], list[Record]]:
+    return run_program(program, "cpu", mode=mode), run_program(program, device, mode=mode)
 
 
 def _paired(cpu: list[Record], other: list[Record], *, both_succeeded: bool = True):
@@ -66,56 +72,56 @@ def _item_assignment_recorded(cpu_name: Optional[str], other_name: Optional[str]
 @AGAINST_THE_CPU
 @pytest.mark.spec("XDEV-1")
 @given(data=st.data())
-def test_autograd_records_the_same_graph_on_every_device(device, data):
-    program = data.draw(programs(requires_grad=st.booleans()), label="program")
+def test_autograd_records_the_same_graph_on_every_device(device, mode, data):
+    program = data.draw(programs(requires_grad=st.booleans(), mode=mode), label="program")
     assigns_items = any(edit.form.source == ITEM_ASSIGNMENT for edit in program.edits)
-    cpu, other = _both(program, device)
+    cpu, other = _both(program, device, mode)
     for expected, actual in _paired(cpu, other):
         if actual.device is not None:
-            assert_equal(actual.device.type, torch.device(device).type, clause="XDEV-1", what=f"device of the result of `{actual.action}` on {device}")
+            assert_equal(actual.device.type, torch.device(device).type, clause="XDEV-1", what=f"device of the result of `{actual.action}` on {device} ({mode})")
         grad_fn = expected.grad_fn if assigns_items and _item_assignment_recorded(expected.grad_fn, actual.grad_fn) else actual.grad_fn
         assert_equal(
             (actual.requires_grad, actual.is_leaf, grad_fn),
             (expected.requires_grad, expected.is_leaf, expected.grad_fn),
             clause="XDEV-1",
-            what=f"(requires_grad, is_leaf, grad_fn) after `{actual.action}` on {device} (the CPU's)",
+            what=f"(requires_grad, is_leaf, grad_fn) after `{actual.action}` on {device} (the CPU's, {mode})",
         )
 
 
 @AGAINST_THE_CPU
 @pytest.mark.spec("XDEV-2")
 @given(data=st.data())
-def test_version_counter_counts_the_same_on_every_device(device, data):
-    program = data.draw(programs(min_edits=1, max_edits=3), label="program")
-    cpu, other = _both(program, device)
+def test_version_counter_counts_the_same_on_every_device(device, mode, data):
+    program = data.draw(programs(min_edits=1, max_edits=3, mode=mode), label="program")
+    cpu, other = _both(program, device, mode)
     for expected, actual in _paired(cpu, other):
-        assert_equal(actual.version, expected.version, clause="XDEV-2", what=f"_version after `{actual.action}` on {device} (the CPU's)")
+        assert_equal(actual.version, expected.version, clause="XDEV-2", what=f"_version after `{actual.action}` on {device} (the CPU's, {mode})")
 
 
 @AGAINST_THE_CPU
 @pytest.mark.spec("XDEV-3")
 @given(data=st.data())
-def test_the_same_program_fails_the_same_way_on_every_device(device, data):
-    program = data.draw(programs(min_edits=1), label="program")
-    cpu, other = _both(program, device)
+def test_the_same_program_fails_the_same_way_on_every_device(device, mode, data):
+    program = data.draw(programs(min_edits=1, mode=mode), label="program")
+    cpu, other = _both(program, device, mode)
     for expected, actual in _paired(cpu, other, both_succeeded=False):
-        assert_equal(actual.action, expected.action, clause="XDEV-3", what=f"the action run next on {device} (the CPU's)")
-        assert_equal(actual.error, expected.error, clause="XDEV-3", what=f"the exception type `{actual.action}` raises on {device} (the CPU's; None: it succeeds)")
-    assert_equal(len(other), len(cpu), clause="XDEV-3", what=f"the number of actions run on {device} before the program stopped (the CPU's)")
+        assert_equal(actual.action, expected.action, clause="XDEV-3", what=f"the action run next on {device} (the CPU's, {mode})")
+        assert_equal(actual.error, expected.error, clause="XDEV-3", what=f"the exception type `{actual.action}` raises on {device} (the CPU's, {mode}; None: it succeeds)")
+    assert_equal(len(other), len(cpu), clause="XDEV-3", what=f"the number of actions run on {device} before the program stopped (the CPU's, {mode})")
 
 
 @AGAINST_THE_CPU
 @pytest.mark.spec("XDEV-4")
 @pytest.mark.parametrize("dtype", REAL_DTYPES, ids=str)
 @given(data=st.data())
-def test_values_and_gradients_agree_within_the_dtype_tolerance(device, dtype, data):
-    program = data.draw(programs(dtype=dtype, requires_grad=st.booleans()), label="program")
-    cpu, other = _both(program, device)
+def test_values_and_gradients_agree_within_the_dtype_tolerance(device, mode, dtype, data):
+    program = data.draw(programs(dtype=dtype, requires_grad=st.booleans(), mode=mode), label="program")
+    cpu, other = _both(program, device, mode)
     for expected, actual in _paired(cpu, other):
         if expected.value is not None:
-            _check_close(actual.value, expected.value, clause="XDEV-4", what=f"the value after `{actual.action}` on {device}")
+            _check_close(actual.value, expected.value, clause="XDEV-4", what=f"the value after `{actual.action}` on {device} ({mode})")
         for index, (got, want) in enumerate(zip(actual.grads or (), expected.grads or ())):
-            _check_close(got, want, clause="XDEV-4", what=f".grad of leaf t{index} after `{actual.action}` on {device}")
+            _check_close(got, want, clause="XDEV-4", what=f".grad of leaf t{index} after `{actual.action}` on {device} ({mode})")
 
 
 # ----------------------------------------------------------------------------- XDEV-5
@@ -144,15 +150,15 @@ def _gradients(form: str, loss: torch.Tensor, leaves: Sequence[torch.Tensor]) ->
 @pytest.mark.spec("XDEV-5")
 @pytest.mark.parametrize("form", sorted(BACKWARD_PASSES))
 @given(data=st.data())
-def test_gradients_land_on_each_leaf_own_device(device, form, data):
-    graph = data.draw(graphs(recording=True, requires_grad=st.booleans()), label="graph")
+def test_gradients_land_on_each_leaf_own_device(device, mode, form, data):
+    graph = data.draw(graphs(recording=True, requires_grad=st.booleans(), mode=mode), label="graph")
     leaf_devices, step_devices = data.draw(_placements(len(graph.leaves), len(graph.steps), device), label="placements")
-    cpu_leaves, cpu_values = run_across_devices(graph, ["cpu"] * len(graph.leaves), ["cpu"] * len(graph.steps))
-    expected = _gradients(form, weighted_loss(cpu_values), cpu_leaves)
-    leaves, values = run_across_devices(graph, leaf_devices, step_devices)
-    actual = _gradients(form, weighted_loss(values, on="cpu"), leaves)
+    cpu_leaves, _, cpu_loss = run_across_devices(graph, ["cpu"] * len(graph.leaves), ["cpu"] * len(graph.steps), mode=mode)
+    expected = _gradients(form, cpu_loss, cpu_leaves)
+    leaves, _, loss = run_across_devices(graph, leaf_devices, step_devices, loss_on="cpu", mode=mode)
+    actual = _gradients(form, loss, leaves)
     for index, (leaf, got, want) in enumerate(zip(leaves, actual, expected)):
-        what = f"the gradient of leaf t{index} (on {leaf.device}) by `{form}`"
+        what = f"the gradient of leaf t{index} (on {leaf.device}) by `{form}` ({mode})"
         if got is not None:
             assert_equal(got.device, leaf.device, clause="XDEV-5", what=f"device of {what}")
         _check_close(got, want, clause="XDEV-5", what=what)
@@ -189,24 +195,29 @@ def _operand_pair(data, device: str):
 @AGAINST_THE_CPU
 @pytest.mark.spec("XDEV-6")
 @given(data=st.data())
-def test_an_op_mixing_devices_raises(device, data):
+def test_an_op_mixing_devices_raises(device, mode, data):
     a, b = _operand_pair(data, device)
-    where = f"a on {a.device}, b on {b.device}, shape {tuple(a.shape)}"
-    for form in BINARY_FORMS:
-        if form.op.applicable(a) and form.op.partner(a, b):
-            with assert_raises(RuntimeError, match="same device", clause="XDEV-6", what=f"`{form.source('a', 'b')}` ({where})"):
-                form(a, b)
-    for source, write in INPLACE_BINARY.items():
+    where = f"a on {a.device}, b on {b.device}, shape {tuple(a.shape)}, {mode}"
+    forms = [form for form in BINARY_FORMS if form.op.applicable(a) and form.op.partner(a, b)]
+    writes = list(INPLACE_BINARY)
+    if mode.compiled:  # each form is a compilation (that raises: nothing is cached): one of each per example
+        forms = [data.draw(st.sampled_from(forms), label="binary form")]
+        writes = [data.draw(st.sampled_from(writes), label="in-place form")]
+    for form in forms:
+        with assert_raises(RuntimeError, match="same device", clause="XDEV-6", what=f"`{form.source('a', 'b')}` ({where})"):
+            mode.run(form.fn, a, b)
+    for source in writes:
+        write = INPLACE_BINARY[source]
         target = a.detach().clone()  # a tensor in-place writes are allowed on
         with assert_raises(RuntimeError, match="same device", clause="XDEV-6", what=f"`{source}` ({where}, a not requiring grad)"):
-            write(target, b)
+            mode.run(write, target, b)
 
 
 @AGAINST_THE_CPU
 @pytest.mark.spec("XDEV-7")
 @pytest.mark.parametrize("form", ELEMENTWISE_BINARY_FORMS, ids=lambda f: f.id)
 @given(data=st.data())
-def test_a_zero_dim_cpu_tensor_mixes_in_elementwise_ops(device, form, data):
+def test_a_zero_dim_cpu_tensor_mixes_in_elementwise_ops(device, mode, form, data):
     dtype = data.draw(dtypes(GRAPH_DTYPES), label="dtype")
     scalar = data.draw(tensors(dtype=dtype, shape=(), requires_grad=True), label="0-dim CPU leaf")
     tensor = data.draw(tensors(dtype=dtype, shape=shapes(max_dims=3), device=device, requires_grad=True), label=f"leaf on {device}")
@@ -216,18 +227,19 @@ def test_a_zero_dim_cpu_tensor_mixes_in_elementwise_ops(device, form, data):
         return form(s, t) if scalar_first else form(t, s)
 
     source = form.source("s", "t") if scalar_first else form.source("t", "s")
-    with assert_succeeds(clause="XDEV-7", what=f"`{source}` with s a 0-dim CPU tensor and t on {device}"):
-        result = apply(scalar, tensor)
-    assert_equal(result.device, tensor.device, clause="XDEV-7", what=f"device of `{source}`")
+    compiled_apply = mode.compile(apply)
+    with assert_succeeds(clause="XDEV-7", what=f"`{source}` with s a 0-dim CPU tensor and t on {device} ({mode})"):
+        result = compiled_apply(scalar, tensor)
+    assert_equal(result.device, tensor.device, clause="XDEV-7", what=f"device of `{source}` ({mode})")
     cpu_scalar, cpu_tensor = (x.detach().cpu().requires_grad_() for x in (scalar, tensor))
-    expected = apply(cpu_scalar, cpu_tensor)
-    _check_close(result, expected, clause="XDEV-7", what=f"`{source}`")
+    expected = apply(cpu_scalar, cpu_tensor)  # the reference: eager, on the CPU
+    _check_close(result, expected, clause="XDEV-7", what=f"`{source}` ({mode})")
     (result * loss_weights(result)).sum().backward()
     (expected * loss_weights(expected)).sum().backward()
     for name, leaf, reference in (("s", scalar, cpu_scalar), ("t", tensor, cpu_tensor)):
         if leaf.grad is not None:
-            assert_equal((leaf.grad.device, leaf.grad.dim()), (leaf.device, leaf.dim()), clause="XDEV-7", what=f"(device, dim) of {name}.grad through `{source}`")
-        _check_close(leaf.grad, reference.grad, clause="XDEV-7", what=f"{name}.grad through `{source}`")
+            assert_equal((leaf.grad.device, leaf.grad.dim()), (leaf.device, leaf.dim()), clause="XDEV-7", what=f"(device, dim) of {name}.grad through `{source}` ({mode})")
+        _check_close(leaf.grad, reference.grad, clause="XDEV-7", what=f"{name}.grad through `{source}` ({mode})")
 
 
 # ----------------------------------------------------------------------------- XDEV-8
@@ -243,25 +255,43 @@ MOVES: dict[str, Callable[[torch.Tensor, str], torch.Tensor]] = {
 }
 
 
+def _chain_of_moves(moves: Sequence[tuple[str, str]]) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """The chain of ``(MOVES name, target)`` as a plain function of ``t``: the result of every move, in order."""
+    plan = tuple(moves)
+
+    def chain(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        results = []
+        for name, target in plan:
+            t = MOVES[name](t, target)
+            results.append(t)
+        return tuple(results)
+
+    return chain
+
+
 @AGAINST_THE_CPU
 @pytest.mark.spec("XDEV-8")
 @given(data=st.data())
-def test_moves_between_devices_are_differentiable_both_ways(device, data):
+def test_moves_between_devices_are_differentiable_both_ways(device, mode, data):
     start = data.draw(st.sampled_from(["cpu", device]), label="device of t")
     t = data.draw(tensors(dtype=dtypes(REAL_DTYPES), shape=shapes(max_dims=3), device=start, requires_grad=True), label="t")
     n_moves = data.draw(st.integers(1, 4), label="number of moves")
-    moved, here, chain = t, start, "t"
+    plan, here = [], start
     for index in range(n_moves):
         target = "cpu" if here != "cpu" else device
-        name = data.draw(st.sampled_from(sorted(MOVES)), label=f"move {index}")
-        moved = MOVES[name](moved, target)
-        here, chain = target, f"{chain} -> {name} [{target}]"
-        assert_equal(moved.device.type, torch.device(target).type, clause="XDEV-8", what=f"device after {chain}")
+        plan.append((data.draw(st.sampled_from(sorted(MOVES)), label=f"move {index}"), target))
+        here = target
+    results = mode.run(_chain_of_moves(plan), t)
+    chain = "t"
+    for (name, target), moved in zip(plan, results):
+        chain = f"{chain} -> {name} [{target}]"
+        assert_equal(moved.device.type, torch.device(target).type, clause="XDEV-8", what=f"device after {chain} ({mode})")
         recorded = (moved.requires_grad, moved.is_leaf, moved.grad_fn is not None)
-        assert_equal(recorded, (True, False, True), clause="XDEV-8", what=f"(requires_grad, is_leaf, has grad_fn) after {chain} (grad_fn {grad_fn_name(moved)})")
+        assert_equal(recorded, (True, False, True), clause="XDEV-8", what=f"(requires_grad, is_leaf, has grad_fn) after {chain} (grad_fn {grad_fn_name(moved)}, {mode})")
+    moved = results[-1]
     weights = loss_weights(moved)
     (moved * weights).sum().backward()
     if t.grad is None:
-        fail("XDEV-8", f"backward through {chain} gave t no gradient")
-    assert_equal(t.grad.device, t.device, clause="XDEV-8", what=f"device of t.grad through {chain}")
-    _check_close(t.grad, weights.to(t.device), clause="XDEV-8", what=f"t.grad through {chain} (the weights at the chain's end)")
+        fail("XDEV-8", f"backward through {chain} gave t no gradient ({mode})")
+    assert_equal(t.grad.device, t.device, clause="XDEV-8", what=f"device of t.grad through {chain} ({mode})")
+    _check_close(t.grad, weights.to(t.device), clause="XDEV-8", what=f"t.grad through {chain} (the weights at the chain's end, {mode})")
