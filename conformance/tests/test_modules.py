@@ -655,6 +655,10 @@ def test_sum_reduction_gives_n_times_the_mean_gradients(device, mode, loss_name,
         assert_close(total, n * mean, clause="MODULE-14", what=f"{what}: {name} with reduction='sum' vs N x reduction='mean'")
 
 
+def _criterion_of_model(criterion: nn.Module, model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return criterion(model(X), y)
+
+
 @pytest.mark.spec("MODULE-14")
 @pytest.mark.parametrize("loss_name", LOSSES)
 @given(data=st.data())
@@ -665,7 +669,8 @@ def test_sgd_with_lr_over_n_on_sum_matches_lr_on_mean(device, mode, loss_name, d
     lr = data.draw(st.floats(1e-3, 1.0), label="lr")
     n = y.numel()
     for net, reduction, rate in ((model, "mean", lr), (twin, "sum", lr / n)):
-        mode.module(getattr(nn, loss_name)(reduction=reduction))(mode.module(net)(X), y).backward()  # compiled: model and loss
+        criterion = getattr(nn, loss_name)(reduction=reduction)
+        mode.run(_criterion_of_model, criterion, net, X, y).backward()  # compiled: the model and its loss, one program
         torch.optim.SGD(net.parameters(), lr=rate).step()
     for (name, a), b in zip(model.named_parameters(), twin.parameters()):
         assert_close(b, a, clause="MODULE-14", what=f"{name} after SGD(lr/N={lr}/{n}) on nn.{loss_name}(reduction='sum') vs SGD(lr={lr}) on reduction='mean', outputs {tuple(y.shape)}{_in(mode)}")
