@@ -2,6 +2,9 @@
 
 Each entry is the call a user writes, so tests can check what every creation
 function documents (REQGRAD-1..3, LEAF-1) rather than just ``torch.zeros``.
+:func:`create` and :func:`create_like` make the call through an execution mode
+(``conformance/testlib/modes.py``): in a compiled mode the creation runs inside a
+compiled function, as when a user creates tensors in code they ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import warnings
 
 import torch
 
-__all__ = ["DEFAULT_ONLY_FACTORIES", "FACTORIES", "LIKE_FACTORIES", "REQUIRES_GRAD_FACTORIES", "create_like"]
+from .modes import EAGER, Mode
+
+__all__ = ["DEFAULT_ONLY_FACTORIES", "FACTORIES", "LIKE_FACTORIES", "REQUIRES_GRAD_FACTORIES", "create", "create_like"]
 
 #: factory name -> call(shape, dtype, device, **kwargs); every documented creation function.
 FACTORIES = {
@@ -26,12 +31,22 @@ FACTORIES = {
     "eye": lambda s, d, dev, **kw: torch.eye(3, dtype=d, device=dev, **kw),
     "tensor": lambda s, d, dev, **kw: torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=d, device=dev, **kw),
 }
-def _tensor_from_a_tensor_requiring_grad(s, d, dev):
-    """``torch.tensor(t)`` copies ``t``'s values, not its autograd state (torch 0.4.1 recorded the copy: pytorch/pytorch#10876)."""
+
+
+def _copy_construct(source: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(source)
+
+
+def _tensor_from_a_tensor_requiring_grad(s, d, dev, mode: Mode = Mode(EAGER)):
+    """``torch.tensor(t)`` copies ``t``'s values, not its autograd state (torch 0.4.1 recorded the copy: pytorch/pytorch#10876).
+
+    ``t`` is made before the copy, outside any compiled function (dynamo does not compile creating a tensor that
+    requires grad); the copy runs in ``mode``.
+    """
     source = torch.ones(s, dtype=d, device=dev, requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "To copy construct from a tensor, it is recommended to use ..."
-        return torch.tensor(source)
+        return mode.run(_copy_construct, source)
 
 
 #: factories without a ``requires_grad`` parameter, or that only make integer tensors, or called
@@ -61,8 +76,21 @@ LIKE_FACTORIES = {
 REQUIRES_GRAD_FACTORIES = tuple(sorted(FACTORIES)) + tuple(sorted(LIKE_FACTORIES))
 
 
-def create_like(name: str, source: torch.Tensor, **kwargs) -> torch.Tensor:
-    """Call the creation form ``name`` (of :data:`REQUIRES_GRAD_FACTORIES`) for a tensor of ``source``'s shape, dtype and device."""
+def create(name: str, shape, dtype: torch.dtype, device, *, mode: Mode = Mode(EAGER), **kwargs) -> torch.Tensor:
+    """Call the creation form ``name`` (of :data:`FACTORIES` or :data:`DEFAULT_ONLY_FACTORIES`) in ``mode``:
+    the call is compiled in a compiled mode (``torch.tensor(t)``'s ``t`` is made before it, outside)."""
+    if DEFAULT_ONLY_FACTORIES.get(name) is _tensor_from_a_tensor_requiring_grad:
+        return _tensor_from_a_tensor_requiring_grad(shape, dtype, device, mode=mode)
+    make = FACTORIES[name] if name in FACTORIES else DEFAULT_ONLY_FACTORIES[name]
+    return mode.run(lambda: make(shape, dtype, device, **kwargs))
+
+
+def create_like(name: str, source: torch.Tensor, *, mode: Mode = Mode(EAGER), **kwargs) -> torch.Tensor:
+    """Call the creation form ``name`` (of :data:`REQUIRES_GRAD_FACTORIES`) for a tensor of ``source``'s shape, dtype
+    and device, in ``mode`` (compiled in a compiled mode; a ``*_like`` / ``new_*`` form takes ``source`` as its argument)."""
     if name in LIKE_FACTORIES:
-        return LIKE_FACTORIES[name](source, **kwargs)
-    return FACTORIES[name](tuple(source.shape), source.dtype, source.device, **kwargs)
+        make_like = LIKE_FACTORIES[name]
+        return mode.run(lambda x: make_like(x, **kwargs), source)
+    make = FACTORIES[name]
+    shape, dtype, device = tuple(source.shape), source.dtype, source.device
+    return mode.run(lambda: make(shape, dtype, device, **kwargs))

@@ -17,10 +17,11 @@ from conformance.testlib.assertions import (
     assert_equal,
     assert_raises,
     assert_requires_grad,
+    assert_succeeds,
     assert_warns,
     fail,
 )
-from conformance.testlib.factories import FACTORIES
+from conformance.testlib.factories import FACTORIES, create
 from conformance.testlib.graphs import Graph, graphs, recorded_leaves
 from conformance.testlib.strategies import DIFFERENTIABLE_DTYPES, NON_DIFFERENTIABLE_DTYPES, REAL_DTYPES, dtypes, shapes, tensors
 
@@ -34,27 +35,41 @@ def _leaf_names(graph: Graph, tensors: list[torch.Tensor]) -> list[str]:
 
 # ----------------------------------------------------------------------------- LEAF-1
 
-#: how a user makes a tensor: name -> make(shape, dtype, device)
+def _set_requires_grad(tensor: torch.Tensor) -> torch.Tensor:
+    tensor.requires_grad = True
+    return tensor
+
+
+#: how a user makes a tensor: name -> make(shape, dtype, device, mode).  In a compiled mode the creation runs in a
+#: compiled function: dynamo compiles ``nn.Parameter(x)`` of an argument ``x`` (made before, outside), not of a
+#: tensor made inside; ``requires_grad_()`` and the setter act on the compiled function's output (inside it dynamo
+#: breaks the graph on both); a factory with ``requires_grad=True`` breaks the graph (reported "not compiled").
 USER_CREATED = {
-    **{f"torch.{name}(...)": (lambda make: lambda s, d, dev: make(s, d, dev))(make) for name, make in FACTORIES.items()},
-    **{f"torch.{name}(..., requires_grad=True)": (lambda make: lambda s, d, dev: make(s, d, dev, requires_grad=True))(make) for name, make in FACTORIES.items()},
-    "torch.from_numpy(array).to(device)": lambda s, d, dev: torch.from_numpy(np.ones(s)).to(dtype=d, device=dev),
-    "x.clone() of x not requiring grad": lambda s, d, dev: torch.ones(s, dtype=d, device=dev).clone(),
-    "nn.Parameter(x)": lambda s, d, dev: torch.nn.Parameter(torch.ones(s, dtype=d, device=dev)),
-    "nn.Parameter(x, requires_grad=False)": lambda s, d, dev: torch.nn.Parameter(torch.ones(s, dtype=d, device=dev), requires_grad=False),
-    "x.requires_grad_()": lambda s, d, dev: torch.ones(s, dtype=d, device=dev).requires_grad_(),
-    "x.requires_grad = True": lambda s, d, dev: (lambda t: (setattr(t, "requires_grad", True), t)[1])(torch.ones(s, dtype=d, device=dev)),
+    **{f"torch.{name}(...)": (lambda name: lambda s, d, dev, mode: create(name, s, d, dev, mode=mode))(name) for name in FACTORIES},
+    **{
+        f"torch.{name}(..., requires_grad=True)": (lambda name: lambda s, d, dev, mode: create(name, s, d, dev, mode=mode, requires_grad=True))(name)
+        for name in FACTORIES
+    },
+    "torch.from_numpy(array).to(device)": lambda s, d, dev, mode: mode.run(lambda: torch.from_numpy(np.ones(s)).to(dtype=d, device=dev)),
+    "x.clone() of x not requiring grad": lambda s, d, dev, mode: mode.run(lambda: torch.ones(s, dtype=d, device=dev).clone()),
+    "nn.Parameter(x)": lambda s, d, dev, mode: mode.run(lambda x: torch.nn.Parameter(x), torch.ones(s, dtype=d, device=dev)),
+    "nn.Parameter(x, requires_grad=False)": lambda s, d, dev, mode: mode.run(
+        lambda x: torch.nn.Parameter(x, requires_grad=False), torch.ones(s, dtype=d, device=dev)
+    ),
+    "x.requires_grad_()": lambda s, d, dev, mode: mode.run(lambda: torch.ones(s, dtype=d, device=dev)).requires_grad_(),
+    "x.requires_grad = True": lambda s, d, dev, mode: _set_requires_grad(mode.run(lambda: torch.ones(s, dtype=d, device=dev))),
 }
 
 
 @pytest.mark.spec("LEAF-1")
+@pytest.mark.parametrize("creation", sorted(USER_CREATED))
 @given(data=st.data())
-def test_tensors_the_user_creates_are_leaves(device, data):
+def test_tensors_the_user_creates_are_leaves(device, mode, creation, data):
+    """One test per way of creating (a way dynamo cannot compile is reported "not compiled" on its own)."""
     shape = data.draw(shapes(), label="shape")
     dtype = data.draw(dtypes(REAL_DTYPES), label="dtype")
-    for creation, make in sorted(USER_CREATED.items()):  # every way, on every drawn shape and dtype
-        tensor = make(shape, dtype, device)
-        assert_equal((tensor.is_leaf, tensor.grad_fn), (True, None), clause="LEAF-1", what=f"(is_leaf, grad_fn) of `{creation}` with shape {shape}, {dtype}")
+    tensor = USER_CREATED[creation](shape, dtype, device, mode)
+    assert_equal((tensor.is_leaf, tensor.grad_fn), (True, None), clause="LEAF-1", what=f"(is_leaf, grad_fn) of `{creation}` with shape {shape}, {dtype} ({mode})")
 
 
 # ----------------------------------------------------------------------------- LEAF-2
@@ -80,9 +95,9 @@ def test_results_have_a_grad_fn_named_op_backward_n(device, data):
 
 @pytest.mark.spec("LEAF-3")
 @given(data=st.data())
-def test_next_functions_lead_back_to_exactly_the_leaves_requiring_grad(device, data):
-    graph = data.draw(graphs(device=device, requires_grad=st.booleans()), label="graph")
-    for index, value in enumerate(graph.run()):
+def test_next_functions_lead_back_to_exactly_the_leaves_requiring_grad(device, mode, data):
+    graph = data.draw(graphs(device=device, requires_grad=st.booleans(), mode=mode), label="graph")
+    for index, value in enumerate(graph.run(mode=mode)):
         if value.is_leaf:
             continue
         reached = recorded_leaves(value)
@@ -91,7 +106,7 @@ def test_next_functions_lead_back_to_exactly_the_leaves_requiring_grad(device, d
         if _leaf_names(graph, reached) != _leaf_names(graph, expected) or strangers:
             fail(
                 "LEAF-3",
-                f"from t{index}.grad_fn, next_functions should reach the leaves {_leaf_names(graph, expected)} (those requiring grad "
+                f"from t{index}.grad_fn ({mode}), next_functions should reach the leaves {_leaf_names(graph, expected)} (those requiring grad "
                 f"it was computed from), but reach {_leaf_names(graph, reached)}"
                 + (f" and {len(strangers)} tensor(s) that are not leaves of the program" if strangers else "")
                 + f"\n{graph!r}",
@@ -112,14 +127,14 @@ BINARY_SOURCES = {
 @pytest.mark.spec("LEAF-3")
 @pytest.mark.parametrize("source", sorted(BINARY_SOURCES))
 @given(data=st.data())
-def test_inputs_not_requiring_grad_are_none_in_next_functions(device, source, data):
+def test_inputs_not_requiring_grad_are_none_in_next_functions(device, mode, source, data):
     shape = data.draw(shapes(min_dims=1), label="shape")
     w = data.draw(tensors(dtype=torch.float64, shape=shape, device=device, requires_grad=True), label="w")
     x = data.draw(tensors(dtype=torch.float64, shape=shape, device=device), label="x")
-    entries = [node for node, _ in BINARY_SOURCES[source](w, x).grad_fn.next_functions]
+    entries = [node for node, _ in mode.run(BINARY_SOURCES[source], w, x).grad_fn.next_functions]
     accumulators = [node for node in entries if node is not None]
     if None not in entries or len(accumulators) != 1 or accumulators[0].variable is not w:
-        fail("LEAF-3", f"next_functions of `{source}` (w requires grad, x does not) should hold w's accumulation node and a None for x, got {entries}")
+        fail("LEAF-3", f"next_functions of `{source}` ({mode}; w requires grad, x does not) should hold w's accumulation node and a None for x, got {entries}")
 
 
 # ----------------------------------------------------------------------------- LEAF-4
@@ -127,37 +142,38 @@ def test_inputs_not_requiring_grad_are_none_in_next_functions(device, source, da
 
 @pytest.mark.spec("LEAF-4")
 @given(data=st.data())
-def test_after_backward_each_leaf_grad_matches_the_leaf(device, data):
-    graph = data.draw(graphs(device=device, requires_grad=st.booleans()), label="graph")
+def test_after_backward_each_leaf_grad_matches_the_leaf(device, mode, data):
+    """In a compiled mode the program is compiled whole (every step's output returned) and backward runs from its last output."""
+    graph = data.draw(graphs(device=device, requires_grad=st.booleans(), mode=mode), label="graph")
     behind = graph.leaves_behind(graph.n_values - 1)
     # at least one leaf the output was computed from requires grad, so there is a backward pass to check
     forced = data.draw(st.sampled_from(sorted(behind)), label="leaf behind the output made to require grad")
     graph.leaves[forced].requires_grad_(True)
-    graph.output().sum().backward()
+    graph.output(mode=mode).sum().backward()
     for index, leaf in enumerate(graph.leaves):
         if not (leaf.requires_grad and index in behind):
-            assert_equal(leaf.grad, None, clause="LEAF-4", what=f".grad of t{index} (requires_grad={leaf.requires_grad}, reaches the output: {index in behind})\n{graph!r}\n")
+            assert_equal(leaf.grad, None, clause="LEAF-4", what=f".grad of t{index} (requires_grad={leaf.requires_grad}, reaches the output: {index in behind}; {mode})\n{graph!r}\n")
             continue
         if leaf.grad is None:
-            fail("LEAF-4", f"t{index} requires grad and the output was computed from it, its .grad should be set after backward, but it is None\n{graph!r}")
+            fail("LEAF-4", f"t{index} requires grad and the output was computed from it, its .grad should be set after backward ({mode}), but it is None\n{graph!r}")
         assert_equal(
             (tuple(leaf.grad.shape), leaf.grad.dtype, leaf.grad.device, leaf.grad.requires_grad),
             (tuple(leaf.shape), leaf.dtype, leaf.device, False),
             clause="LEAF-4",
-            what=f"(shape, dtype, device, requires_grad) of t{index}.grad",
+            what=f"(shape, dtype, device, requires_grad) of t{index}.grad ({mode})",
         )
 
 
 @pytest.mark.spec("LEAF-4")
 @given(data=st.data())
-def test_grad_has_the_leaf_dtype_for_every_differentiable_dtype(device, data):
+def test_grad_has_the_leaf_dtype_for_every_differentiable_dtype(device, mode, data):
     x = data.draw(tensors(dtype=dtypes(DIFFERENTIABLE_DTYPES), shape=shapes(max_side=3), device=device, requires_grad=True), label="x")
-    (x * 2).abs().sum().backward()
+    mode.run(lambda x: (x * 2).abs().sum(), x).backward()
     assert_equal(
         (tuple(x.grad.shape), x.grad.dtype, x.grad.device, x.grad.requires_grad),
         (tuple(x.shape), x.dtype, x.device, False),
         clause="LEAF-4",
-        what="(shape, dtype, device, requires_grad) of x.grad after (x * 2).abs().sum().backward()",
+        what=f"(shape, dtype, device, requires_grad) of x.grad after (x * 2).abs().sum().backward() ({mode})",
     )
 
 
@@ -166,31 +182,45 @@ def test_grad_has_the_leaf_dtype_for_every_differentiable_dtype(device, data):
 
 @pytest.mark.spec("LEAF-5")
 @given(data=st.data())
-def test_non_leaves_get_no_grad_and_reading_it_warns(device, data):
-    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
-    values = graph.run()
+def test_non_leaves_get_no_grad_and_reading_it_warns(device, mode, data):
+    graph = data.draw(graphs(device=device, requires_grad=True, mode=mode), label="graph")
+    values = graph.run(mode=mode)
     values[-1].sum().backward()
     for index, value in enumerate(values):
         if value.is_leaf:
-            with assert_does_not_warn(UserWarning, clause="LEAF-5", what=f"reading .grad of the leaf t{index}"):
+            with assert_does_not_warn(UserWarning, clause="LEAF-5", what=f"reading .grad of the leaf t{index} ({mode})"):
                 value.grad
             continue
-        with assert_warns(UserWarning, match="retain_grad", clause="LEAF-5", what=f"reading .grad of the non-leaf t{index} = {graph.source(index - len(graph.leaves))}"):
+        with assert_warns(UserWarning, match="retain_grad", clause="LEAF-5", what=f"reading .grad of the non-leaf t{index} = {graph.source(index - len(graph.leaves))} ({mode})"):
             grad = value.grad
-        assert_equal(grad, None, clause="LEAF-5", what=f".grad of the non-leaf t{index} after backward")
+        assert_equal(grad, None, clause="LEAF-5", what=f".grad of the non-leaf t{index} after backward ({mode})")
 
 
 # ----------------------------------------------------------------------------- LEAF-6, -7
 
 
+def _run_cut_after(graph: Graph, index: int, mode) -> list[torch.Tensor]:
+    """All values of ``graph`` (leaves, then every step's output), its program run as two: the steps up to ``t<index>``,
+    then the rest on every value so far.  In a compiled mode these are two compiled functions, so ``t<index>`` is an
+    intermediate result that the second one's outputs are computed from (within one compiled function's outputs,
+    autograd sees none computed from another: they all come from the compiled region's one node)."""
+    cut = index - len(graph.leaves) + 1
+    values = list(graph.leaves) + list(mode.run(Graph(list(graph.leaves), graph.steps[:cut]).program, *graph.leaves))
+    if cut < len(graph.steps):
+        values += list(mode.run(Graph(list(values), graph.steps[cut:]).program, *values))
+    return values
+
+
 @pytest.mark.spec("LEAF-6")
 @given(data=st.data())
-def test_retain_grad_keeps_a_non_leaf_gradient(device, data):
-    graph = data.draw(graphs(device=device, requires_grad=True, dtype=torch.float64), label="graph")
-    values = graph.run()
-    non_leaves = [i for i, v in enumerate(values) if not v.is_leaf]
+def test_retain_grad_keeps_a_non_leaf_gradient(device, mode, data):
+    """``retain_grad()`` is called around compiled code (inside it, dynamo does not compile the function), on the
+    output of a first compiled function that a second one computes from."""
+    graph = data.draw(graphs(device=device, requires_grad=True, dtype=torch.float64, mode=mode), label="graph")
+    non_leaves = [i for i, v in enumerate(graph.run(mode=mode)) if not v.is_leaf]
     assume(non_leaves)
     chosen = data.draw(st.sampled_from(non_leaves), label="the non-leaf that retains its grad")
+    values = _run_cut_after(graph, chosen, mode)
     retained = values[chosen]
     loss = values[-1].sum()
     (expected,) = torch.autograd.grad(loss, retained, retain_graph=True, allow_unused=True)
@@ -198,11 +228,11 @@ def test_retain_grad_keeps_a_non_leaf_gradient(device, data):
     graph.leaves[0].retain_grad()  # a no-op on a leaf
     for index, value in enumerate(values):
         should = not value.is_leaf and value is retained
-        assert_equal(value.retains_grad, should, clause="LEAF-6", what=f"t{index}.retains_grad (t{chosen} called retain_grad(); t{index} is {'a leaf' if value.is_leaf else 'not a leaf'})")
+        assert_equal(value.retains_grad, should, clause="LEAF-6", what=f"t{index}.retains_grad (t{chosen} called retain_grad(); t{index} is {'a leaf' if value.is_leaf else 'not a leaf'}; {mode})")
     loss.backward()
-    with assert_does_not_warn(UserWarning, clause="LEAF-6", what=f"reading .grad of t{chosen} after retain_grad()"):
+    with assert_does_not_warn(UserWarning, clause="LEAF-6", what=f"reading .grad of t{chosen} after retain_grad() ({mode})"):
         got = retained.grad
-    what = f"t{chosen}.grad after retain_grad() and backward (the gradient of the output with respect to it)\n{graph!r}\n"
+    what = f"t{chosen}.grad after retain_grad() and backward (the gradient of the output with respect to it; {mode})\n{graph!r}\n"
     if expected is None:
         assert_equal(got, None, clause="LEAF-6", what=what + f"(t{chosen} does not reach the output)")
     else:
@@ -222,33 +252,39 @@ IN_PLACE_AFTER_RETAIN = {
 @pytest.mark.spec("LEAF-6")
 @pytest.mark.parametrize("change", sorted(IN_PLACE_AFTER_RETAIN))
 @given(data=st.data())
-def test_retain_grad_survives_in_place_changes(device, change, data):
+def test_retain_grad_survives_in_place_changes(device, mode, change, data):
+    """In a compiled mode ``r`` is a first compiled function's output, changed in place by a second and used by a
+    third; ``retain_grad()`` is called around them."""
     x = data.draw(tensors(dtype=torch.float64, shape=shapes(), device=device, requires_grad=True), label="x")
-    r = x * 1.5
+    r = mode.run(lambda x: x * 1.5, x)
     r.retain_grad()
-    IN_PLACE_AFTER_RETAIN[change](r)
-    assert_equal(r.retains_grad, True, clause="LEAF-6", what=f"r.retains_grad after r.retain_grad() and `{change}`")
+    mode.run(IN_PLACE_AFTER_RETAIN[change], r)
+    assert_equal(r.retains_grad, True, clause="LEAF-6", what=f"r.retains_grad after r.retain_grad() and `{change}` ({mode})")
     expected = 2 * r.detach()  # d/dr of (r * r).sum(), for r as changed
-    (r * r).sum().backward()
-    with assert_does_not_warn(UserWarning, clause="LEAF-6", what=f"reading r.grad after r.retain_grad(), `{change}` and backward"):
+    mode.run(lambda r: (r * r).sum(), r).backward()
+    with assert_does_not_warn(UserWarning, clause="LEAF-6", what=f"reading r.grad after r.retain_grad(), `{change}` and backward ({mode})"):
         got = r.grad
-    assert_close(got, expected, clause="LEAF-6", what=f"r.grad after r.retain_grad(), `{change}` and backward of (r * r).sum() (the gradient with respect to r as changed)")
+    assert_close(got, expected, clause="LEAF-6", what=f"r.grad after r.retain_grad(), `{change}` and backward of (r * r).sum() (the gradient with respect to r as changed; {mode})")
 
 
 @pytest.mark.spec("LEAF-7")
 @given(data=st.data())
-def test_retain_grad_on_a_tensor_not_requiring_grad_raises(device, data):
+def test_retain_grad_on_a_tensor_not_requiring_grad_raises(device, mode, data):
+    """The tensor is a compiled function's output in a compiled mode (called under no_grad for "computed under
+    no_grad"); ``retain_grad()`` is called on it around the compiled code (inside, dynamo does not compile it)."""
     how = data.draw(st.sampled_from(["created", "computed under no_grad", "detached"]), label="how the tensor was made")
     dtype = data.draw(dtypes(NON_DIFFERENTIABLE_DTYPES + REAL_DTYPES), label="dtype")
     t = data.draw(tensors(dtype=dtype, device=device), label="t")
     if how == "computed under no_grad" and dtype.is_floating_point:
         source = t.clone().requires_grad_()
         with torch.no_grad():
-            t = source * 2
+            t = mode.run(lambda s: s * 2, source)
     elif how == "detached" and dtype.is_floating_point:
-        t = (t.clone().requires_grad_() * 2).detach()
-    assert_requires_grad(t, False, clause="LEAF-7", what=f"the {how} tensor")
-    with assert_raises(RuntimeError, match="requires_grad=False", clause="LEAF-7", what=f"retain_grad() on a {how} {dtype} tensor"):
+        t = mode.run(lambda s: (s * 2).detach(), t.clone().requires_grad_())
+    else:  # created by the user: a copy of the drawn tensor
+        t = mode.run(lambda s: s.clone(), t)
+    assert_requires_grad(t, False, clause="LEAF-7", what=f"the {how} tensor ({mode})")
+    with assert_raises(RuntimeError, match="requires_grad=False", clause="LEAF-7", what=f"retain_grad() on a {how} {dtype} tensor ({mode})"):
         t.retain_grad()
 
 
@@ -268,16 +304,18 @@ NONLINEAR = {
 @pytest.mark.spec("LEAF-8")
 @pytest.mark.parametrize("function", sorted(NONLINEAR))
 @given(data=st.data())
-def test_create_graph_makes_grad_differentiable(device, function, data):
+def test_create_graph_makes_grad_differentiable(device, mode, function, data):
+    """In a compiled mode ``f`` is compiled; both backward passes run through its output."""
     f, second = NONLINEAR[function]
     x = data.draw(tensors(dtype=torch.float64, shape=shapes(max_side=3), device=device, requires_grad=True, low=-2, high=2), label="x")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # backward(create_graph=True) warns about a reference cycle
-        f(x).sum().backward(create_graph=True)
+        mode.run(lambda x: f(x).sum(), x).backward(create_graph=True)
     grad = x.grad
     x.grad = None  # break the parameter <-> gradient reference cycle create_graph makes
-    assert_requires_grad(grad, True, clause="LEAF-8", what=f"x.grad after {function}.sum().backward(create_graph=True)")
+    assert_requires_grad(grad, True, clause="LEAF-8", what=f"x.grad after {function}.sum().backward(create_graph=True) ({mode})")
     if grad.grad_fn is None:
-        fail("LEAF-8", f"x.grad after {function}.sum().backward(create_graph=True) should have a grad_fn, it has none")
-    (derivative,) = torch.autograd.grad(grad.sum(), x)
-    assert_close(derivative, second(x), clause="LEAF-8", what=f"the derivative of x.grad of {function} (the second derivative)")
+        fail("LEAF-8", f"x.grad after {function}.sum().backward(create_graph=True) should have a grad_fn ({mode}), it has none")
+    with assert_succeeds(clause="LEAF-8", what=f"differentiating x.grad of {function} with respect to x ({mode})"):
+        (derivative,) = torch.autograd.grad(grad.sum(), x)
+    assert_close(derivative, second(x), clause="LEAF-8", what=f"the derivative of x.grad of {function} (the second derivative; {mode})")
