@@ -21,7 +21,9 @@ from typing import Callable, Dict, TypeVar
 import torch
 
 __all__ = [
+    "AROUND",
     "BARE_DECORATORS",
+    "INSIDE",
     "SET_GRAD_ENABLED_DECORATES_CLEANLY",
     "set_grad_disabled_as_decorator",
     "ENABLE_GRAD",
@@ -31,6 +33,9 @@ __all__ = [
     "NO_GRAD_DECORATORS",
     "SET_GRAD_DISABLED",
     "Runner",
+    "placement_note",
+    "placements",
+    "run_in_grad_mode",
 ]
 
 R = TypeVar("R")
@@ -133,3 +138,37 @@ SET_GRAD_DISABLED: Dict[str, Runner] = {
 }
 if SET_GRAD_ENABLED_DECORATES_CLEANLY:
     SET_GRAD_DISABLED["decorator"] = set_grad_disabled_as_decorator
+
+
+# ----------------------------------------------------------------------------- compiled modes
+#
+# In a compiled mode (conformance/testlib/modes.py) a user enters a grad mode in two places: inside the function
+# torch.compile compiles (``with torch.no_grad():`` or a decorated helper in the traced code: dynamo must trace
+# the mode change into its graph) or around it (the compiled function called under the mode: its guards must pick
+# the graph traced for that mode).  Eager code has no compiled function, so there is one placement only.
+
+#: the grad mode is entered in the code that torch.compile compiles
+INSIDE = "entered inside the compiled function"
+#: the compiled function is called under the grad mode, entered by the caller
+AROUND = "entered around the compiled function"
+
+
+def placements(mode) -> tuple:
+    """Where a test enters the grad mode in ``mode`` (a :class:`~conformance.testlib.modes.Mode`): in a compiled
+    mode both :data:`AROUND` and :data:`INSIDE`, eager only :data:`INSIDE` (the plain call; there is no
+    compiled function to be around)."""
+    return (AROUND, INSIDE) if mode.compiled else (INSIDE,)
+
+
+def run_in_grad_mode(runner: Runner, program: Callable, *args, mode, where: str):
+    """``runner(lambda: program(*args))``, ``program`` compiled in ``mode``: with ``where == INSIDE`` the runner is
+    part of the compiled function, with :data:`AROUND` it calls the compiled ``program``.  Eager: the plain call."""
+    if where == AROUND:
+        compiled = mode.compile(program)
+        return runner(lambda: compiled(*args))
+    return mode.run(lambda *values: runner(lambda: program(*values)), *args)
+
+
+def placement_note(mode, where: str) -> str:
+    """``", entered inside the compiled function, compile:aot_eager"`` for failure messages; empty when eager."""
+    return f", {where}, {mode}" if mode.compiled else ""
