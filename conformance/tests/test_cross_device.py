@@ -182,13 +182,18 @@ INPLACE_BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], object]] = {
 }
 
 
-def _operand_pair(data, device: str):
-    """Two same-shaped tensors (at least one dimension), one on the CPU and one on ``device``, in drawn order."""
+def _operand_pair(data, device: str, *, drawn_values: bool = True):
+    """Two same-shaped tensors (at least one dimension), one on the CPU and one on ``device``, in drawn order.
+
+    Without ``drawn_values`` they hold fixed values (``loss_weights``): the values decide nothing here, and a
+    compiled example that fails is shrunk faster without them (each shrink step is a compilation)."""
     dtype = data.draw(dtypes(GRAPH_DTYPES), label="dtype")
     shape = data.draw(shapes(min_dims=1, max_dims=2, min_side=1), label="shape")
     cpu_first = data.draw(st.booleans(), label="CPU operand first")
     grads = data.draw(st.tuples(st.booleans(), st.booleans()), label="requires_grad of (first, second)")
     devices = ("cpu", device) if cpu_first else (device, "cpu")
+    if not drawn_values:
+        return tuple(loss_weights(torch.empty(shape, dtype=dtype, device=d)).requires_grad_(g) for d, g in zip(devices, grads))
     return tuple(data.draw(tensors(dtype=dtype, shape=shape, device=d, requires_grad=g), label=f"operand on {d}") for d, g in zip(devices, grads))
 
 
@@ -196,21 +201,38 @@ def _operand_pair(data, device: str):
 @pytest.mark.spec("XDEV-6")
 @given(data=st.data())
 def test_an_op_mixing_devices_raises(device, mode, data):
-    a, b = _operand_pair(data, device)
-    where = f"a on {a.device}, b on {b.device}, shape {tuple(a.shape)}, {mode}"
+    a, b = _operand_pair(data, device, drawn_values=not mode.compiled)
     forms = [form for form in BINARY_FORMS if form.op.applicable(a) and form.op.partner(a, b)]
     writes = list(INPLACE_BINARY)
-    if mode.compiled:  # each form is a compilation (that raises: nothing is cached): one of each per example
+    pairs = [(a, b)]
+    if mode.compiled:
+        # Each form is a compilation (one that raises: nothing is cached), so one of each is drawn per example;
+        # each compiled function is called twice, as a user's would be: on the pair, then on the pair grown by one
+        # row, for which dynamo recompiles it with dynamic shapes (automatic dynamic).
         forms = [data.draw(st.sampled_from(forms), label="binary form")]
         writes = [data.draw(st.sampled_from(writes), label="in-place form")]
+        pairs.append((_grown(a), _grown(b)))
     for form in forms:
-        with assert_raises(RuntimeError, match="same device", clause="XDEV-6", what=f"`{form.source('a', 'b')}` ({where})"):
-            mode.run(form.fn, a, b)
+        compiled = mode.compile(form.fn)
+        for x, y in pairs:
+            if form.op.applicable(x) and form.op.partner(x, y):
+                with assert_raises(RuntimeError, match="same device", clause="XDEV-6", what=f"`{form.source('a', 'b')}` ({_placed(x, y, mode)})"):
+                    compiled(x, y)
     for source in writes:
-        write = INPLACE_BINARY[source]
-        target = a.detach().clone()  # a tensor in-place writes are allowed on
-        with assert_raises(RuntimeError, match="same device", clause="XDEV-6", what=f"`{source}` ({where}, a not requiring grad)"):
-            mode.run(write, target, b)
+        compiled = mode.compile(INPLACE_BINARY[source])
+        for x, y in pairs:
+            target = x.detach().clone()  # a tensor in-place writes are allowed on
+            with assert_raises(RuntimeError, match="same device", clause="XDEV-6", what=f"`{source}` ({_placed(x, y, mode)}, a not requiring grad)"):
+                compiled(target, y)
+
+
+def _grown(t: torch.Tensor) -> torch.Tensor:
+    """A leaf like ``t`` (device, dtype, requires_grad) with one more row: its first row repeated."""
+    return torch.cat([t, t[:1]]).detach().requires_grad_(t.requires_grad)
+
+
+def _placed(a: torch.Tensor, b: torch.Tensor, mode: Mode) -> str:
+    return f"a on {a.device}, b on {b.device}, shape {tuple(a.shape)}, {mode}"
 
 
 @AGAINST_THE_CPU
