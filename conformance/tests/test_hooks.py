@@ -100,6 +100,15 @@ PARAMETER_CASES = tuple(case for case in MODULE_CASES if case.has_parameters)
 MULTI_OPERATION_CASES = tuple(case for case in MODULE_CASES if case.source != "nn.ReLU()(x)")
 
 
+def _backward_hooked_cases(cases: Sequence[ModuleCase], mode) -> tuple[ModuleCase, ...]:
+    """The cases a test of backward hooks draws: all of ``cases``, or in a compiled mode the user-defined modules
+    only. On torch 2.13 dynamo breaks the graph at a torch.nn module with a full or deprecated backward hook
+    ("Module-level backwards hooks require compiled autograd", "Tensor with grad_fn"): that module runs eagerly, and
+    one such example would report the whole test not compiled (the per-module HOOK-9 and HOOK-12 tests show it),
+    as graphs(mode=...) draws only ops that compile whole."""
+    return tuple(case for case in cases if not case.source.startswith("nn.")) if mode.compiled else tuple(cases)
+
+
 def _module(case: ModuleCase, device: str) -> nn.Module:
     return case.make().to(device=device, dtype=torch.float64)
 
@@ -488,7 +497,8 @@ def _module_hook_scenario(kind: str):
     the module (compiled in a compiled mode: ``mode.module``) and one backward."""
 
     def build(data, device, mode):
-        case = data.draw(st.sampled_from(MODULE_CASES), label="module")
+        cases = _backward_hooked_cases(MODULE_CASES, mode) if "backward" in kind else MODULE_CASES
+        case = data.draw(st.sampled_from(cases), label="module")
         module = _module(case, device)
         compiled = mode.module(module)
         args, kwargs = _draw_call(data, case, device, requires_grad=True)
@@ -868,7 +878,7 @@ HOOKED_MODULE_INPUTS = {
 @given(data=st.data())
 def test_full_backward_hook_return_value_replaces_grad_input(device, mode, replacement, inputs, data):
     _new_program(mode)
-    case = data.draw(st.sampled_from(MODULE_CASES), label="module")
+    case = data.draw(st.sampled_from(_backward_hooked_cases(MODULE_CASES, mode)), label="module")
     module = _module(case, device)
     leaves, kwargs = _draw_call(data, case, device, requires_grad=True)
     args = tuple(HOOKED_MODULE_INPUTS[inputs](x) if _is_tensor(x) else x for x in leaves)
@@ -897,7 +907,7 @@ def test_full_backward_hook_return_value_replaces_grad_input(device, mode, repla
 @given(data=st.data())
 def test_full_backward_hook_returning_the_wrong_number_of_gradients_raises(device, mode, data):
     _new_program(mode)
-    case = data.draw(st.sampled_from(MODULE_CASES), label="module")
+    case = data.draw(st.sampled_from(_backward_hooked_cases(MODULE_CASES, mode)), label="module")
     module = _module(case, device)
     module.register_full_backward_hook(lambda m, grad_input, grad_output: grad_input + (None,))
     args, kwargs = _draw_call(data, case, device, requires_grad=True)
@@ -911,7 +921,7 @@ def test_full_backward_hook_returning_the_wrong_number_of_gradients_raises(devic
 @given(data=st.data())
 def test_full_backward_hook_fires_when_no_input_requires_grad(device, mode, data):
     _new_program(mode)
-    case = data.draw(st.sampled_from(PARAMETER_CASES), label="module")
+    case = data.draw(st.sampled_from(_backward_hooked_cases(PARAMETER_CASES, mode)), label="module")
     module, args, kwargs, weights, _, param_grads = _draw_backward_call(data, case, device, requires_grad=False)
     seen = []
     module.register_full_backward_hook(lambda m, grad_input, grad_output: seen.append((grad_input, grad_output)))
@@ -995,7 +1005,7 @@ def test_deprecated_backward_hook_is_exact_on_a_single_operation_module(device, 
 @given(data=st.data())
 def test_deprecated_backward_hook_on_a_multi_operation_module_warns_on_every_call(device, mode, clause, category, data):
     _new_program(mode)
-    case = data.draw(st.sampled_from(MULTI_OPERATION_CASES), label="module")
+    case = data.draw(st.sampled_from(_backward_hooked_cases(MULTI_OPERATION_CASES, mode)), label="module")
     module = _module(case, device)
     compiled = mode.module(module)
     _, at_registration = _warnings_of(lambda: module.register_backward_hook(lambda m, grad_input, grad_output: None))
