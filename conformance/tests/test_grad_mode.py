@@ -522,12 +522,12 @@ _FACTORIES_EXERCISED_COMPILED = ("ones",)
 def test_factory_requires_grad_true_under_no_grad(device, mode, form, factory, data):
     """Compiled: dynamo graph-breaks on every creation function called with ``requires_grad=True`` ("Attempted to
     use tensor creation function with requires_grad=True ... Dynamo does not support this"), so the clause is
-    reported not compiled; ``torch.ones`` stands for the others there (each costs seconds of graph-broken
-    compilations per example, and all break at that one check)."""
+    reported not compiled; ``torch.ones`` stands for the others there, with no_grad entered inside the compiled
+    function (each costs seconds of graph-broken compilations per example, and all break at that one check)."""
     if mode.compiled and factory not in _FACTORIES_EXERCISED_COMPILED:
         pytest.skip(f"not exercised in compiled modes: dynamo graph-breaks on every creation function called with requires_grad=True; {', '.join(_FACTORIES_EXERCISED_COMPILED)} stands for them")
     like = data.draw(tensors(dtype=dtypes(REAL_DTYPES), device=device, requires_grad=st.booleans()), label="tensor to make one like")
-    for where in placements(mode):
+    for where in (INSIDE,):  # around the compiled function, the factory inside it graph-breaks at the same check
         made = run_in_grad_mode(NO_GRAD[form], lambda source: create_like(factory, source, requires_grad=True), like, mode=mode, where=where)
         assert_requires_grad(made, True, clause="GRADMODE-11", what=f"{factory}(..., requires_grad=True) inside no_grad ({form}{placement_note(mode, where)})")
 
