@@ -133,3 +133,15 @@ def test_inference_mode_change_is_reported():
             "grad_enabled: True -> False",
             "inference_mode: False -> True",
         ]
+
+
+def test_a_leaked_inference_mode_is_undone():
+    """A compiled program can leave the process in inference mode (seen on torch 2.13 with aot_eager): restore()
+    switches it off again, so that one leaking test does not poison every later one."""
+    before = state.capture()
+    leaked = torch._C._InferenceMode(True)
+    leaked.__enter__()  # entered and never left: a leak
+    assert torch.is_inference_mode_enabled()
+    state.restore(before)
+    assert state.capture() == before
+    assert not torch.ones(1).is_inference()

@@ -10,7 +10,8 @@ test in a compiled mode :class:`CompiledModeRuns`
 * raises the recompile limits for the test (each hypothesis example is a new
   program; the default limit of 8 would silently fall back to eager);
 * runs fewer hypothesis examples (:func:`profiles.compiled_max_examples`): each
-  costs a compilation;
+  costs a compilation; and does not shrink a failing example (each candidate
+  would be compiled anew);
 * afterwards asks dynamo's counters whether the program really compiled, and
   turns a pass that rests on eager execution into the outcome ``not compiled``.
 """
@@ -95,6 +96,8 @@ def _compiled_test_context(item: pytest.Item, profile: str):
         test._hypothesis_internal_use_settings = hypothesis.settings(
             hypothesis_settings,
             max_examples=min(hypothesis_settings.max_examples, profiles.compiled_max_examples(profile, Mode(item_mode(item)).backend)),
+            # shrinking a compiled failure recompiles every candidate (minutes for one failure): report it unshrunk
+            phases=[phase for phase in hypothesis_settings.phases if phase is not hypothesis.Phase.shrink],
         )
     try:
         with config.patch(patches):
