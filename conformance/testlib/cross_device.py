@@ -17,9 +17,11 @@ two devices, moving every operand to its step's device with ``.to()``.
 Both take a ``mode`` (``testlib/modes.py``).  In a compiled mode the user
 program runs through ``torch.compile``, piece by piece as :func:`run_program`
 records it: the graph's steps as one compiled program, each in-place edit as a
-compiled function of its target, the loss as a compiled function of the values;
-the backward passes run through their outputs (backward is not compiled).  A
-compiled piece that raises is recorded under the piece's action, as in eager.
+compiled function of its target; the loss (the weighted sum, harness code) and
+the backward passes run eagerly through their outputs (backward is not
+compiled).  A compiled piece that raises is recorded under its action, as in
+eager.  :func:`run_across_devices` compiles the whole mixed-device graph with
+its loss.
 """
 
 from __future__ import annotations
