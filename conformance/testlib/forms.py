@@ -11,7 +11,7 @@ from typing import Callable, Dict
 
 import torch
 
-__all__ = ["BACKWARD_PASSES", "FREEZE_MODULE"]
+__all__ = ["ACCUMULATING_BACKWARD_PASSES", "BACKWARD_PASSES", "FREEZE_MODULE"]
 
 #: A backward pass over ``y`` in every documented spelling: ``BACKWARD_PASSES[name](y, leaves, **kwargs)``
 #: (``retain_graph=``, ``create_graph=`` are passed through).
@@ -19,6 +19,12 @@ BACKWARD_PASSES: Dict[str, Callable] = {
     "y.backward()": lambda y, leaves, **kw: y.backward(**kw),
     "torch.autograd.backward(y)": lambda y, leaves, **kw: torch.autograd.backward(y, **kw),
     "torch.autograd.grad(y, leaves)": lambda y, leaves, **kw: torch.autograd.grad(y, leaves, allow_unused=True, **kw),
+}
+
+#: The spellings of :data:`BACKWARD_PASSES` that accumulate into ``.grad`` (``torch.autograd.grad`` returns the
+#: gradients instead); ``inputs=`` is passed through with the other keyword arguments.
+ACCUMULATING_BACKWARD_PASSES: Dict[str, Callable] = {
+    name: BACKWARD_PASSES[name] for name in ("y.backward()", "torch.autograd.backward(y)")
 }
 
 #: Every documented way of freezing all of a module's parameters: ``FREEZE_MODULE[name](module)``.
