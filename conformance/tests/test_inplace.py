@@ -34,26 +34,51 @@ def _leaf(data, device, *, dtype=dtypes(REAL_DTYPES), shape=shapes(), requires_g
 LEAF_TARGETS = {"w": lambda w: w, **{name.replace("t", "w", 1): view for name, view in VIEWS.items()}}
 
 
-def _fresh_leaves(values: torch.Tensor, requires_grad: bool = True):
-    """One new leaf per in-place form, all with the drawn values: (form source, form, leaf)."""
-    for source, form in sorted(INPLACE_FORMS.items()):
-        yield source, form, values.detach().clone().requires_grad_(requires_grad)
+def _fresh_leaves(values: torch.Tensor, requires_grad: bool = True, sources=None):
+    """One new leaf per in-place form (of ``sources``, default all), all with the drawn values: (form source, form, leaf)."""
+    for source in sorted(INPLACE_FORMS if sources is None else sources):
+        yield source, INPLACE_FORMS[source], values.detach().clone().requires_grad_(requires_grad)
+
+
+#: in a compiled mode a drawn example runs at most this many entries of a table of forms: each is a program
+#: dynamo compiles anew, so every form on every example would cost a compilation each; over the examples the
+#: forms vary.  Eager runs every form on every example.
+COMPILED_FORMS_PER_EXAMPLE = 3
+
+
+def _forms_to_run(data, mode, names) -> list:
+    """Every name in eager mode; in a compiled mode, a few drawn ones (:data:`COMPILED_FORMS_PER_EXAMPLE`)."""
+    names = sorted(names)
+    if not mode.compiled:
+        return names
+    chosen = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=COMPILED_FORMS_PER_EXAMPLE, unique=True), label="forms run in this example (a compiled mode)")
+    return sorted(chosen)
 
 
 # Every form runs on every drawn example (a loop, not a parametrization: the
 # per-example cost is the drawing, so this keeps the default run fast).
 
 
+def _writer(form: InPlaceForm, target: Callable[[torch.Tensor], torch.Tensor]):
+    """The program ``form.apply(target(w))`` of INPLACE-1: one in-place write on ``w`` or a view of it."""
+    return lambda w: form.apply(target(w))
+
+
 @pytest.mark.spec("INPLACE-1")
 @given(data=st.data())
-def test_in_place_op_on_a_leaf_requiring_grad_raises(device, data):
+def test_in_place_op_on_a_leaf_requiring_grad_raises(device, mode, data):
     values = _leaf(data, device)
     target_name = data.draw(st.sampled_from(sorted(LEAF_TARGETS)), label="written tensor")
-    for source, form, w in _fresh_leaves(values):
-        where = f"`{source}` in grad mode with t = {target_name}, w a leaf that requires grad"
+    for source, form, w in _fresh_leaves(values, sources=_forms_to_run(data, mode, INPLACE_FORMS)):
+        where = f"`{source}` in grad mode with t = {target_name}, w a leaf that requires grad ({mode})"
         with assert_raises(RuntimeError, match="leaf Variable that requires grad is being used in an in-place operation", clause="INPLACE-1", what=where):
-            form.apply(LEAF_TARGETS[target_name](w))
+            mode.run(_writer(form, LEAF_TARGETS[target_name]), w)
         assert_close(w, values, clause="INPLACE-1", what=f"w after the refused {where} (unchanged)", rtol=0, atol=0)
+
+
+def _apply_each(forms, tensors, *, call: bool = False) -> tuple:
+    """Apply each form (each function, with ``call=True``) to its own tensor, in order; what each returned."""
+    return tuple((form(t) if call else form.apply(t)) for form, t in zip(forms, tensors))
 
 
 GRAD_OFF = {f"torch.no_grad() as a {form}": runner for form, runner in NO_GRAD.items()}
@@ -61,14 +86,16 @@ GRAD_OFF.update({f"torch.set_grad_enabled(False) as a {form}": runner for form, 
 
 
 @pytest.mark.spec("INPLACE-2")
-@pytest.mark.parametrize("mode", sorted(GRAD_OFF))
+@pytest.mark.parametrize("grad_off", sorted(GRAD_OFF))
 @given(data=st.data())
-def test_in_place_op_on_a_leaf_with_grad_mode_off_updates_it(device, mode, data):
+def test_in_place_op_on_a_leaf_with_grad_mode_off_updates_it(device, mode, grad_off, data):
     values = _leaf(data, device)
-    for source, form, w in _fresh_leaves(values):
-        storage = w.data_ptr()
-        returned = GRAD_OFF[mode](lambda: form.apply(w))
-        where = f"after `{source}` with t = w, a leaf that requires grad, under {mode}"
+    sources, forms, leaves = zip(*_fresh_leaves(values, sources=_forms_to_run(data, mode, INPLACE_FORMS)))
+    storages = [w.data_ptr() for w in leaves]
+    # one program writes every leaf, each with its own form, inside the grad-off form
+    returns = mode.run(lambda *ws: GRAD_OFF[grad_off](lambda: _apply_each(forms, ws)), *leaves)
+    for source, form, w, storage, returned in zip(sources, forms, leaves, storages, returns):
+        where = f"after `{source}` with t = w, a leaf that requires grad, under {grad_off} ({mode})"
         if returned is not None and returned is not w:
             fail("INPLACE-2", f"{where}: the operation should return w itself, it returned another tensor")
         assert_equal(w.data_ptr(), storage, clause="INPLACE-2", what=f"{where}: w.data_ptr() (same storage)")
@@ -87,10 +114,14 @@ def _sgd_rebinding(params: list[torch.Tensor], lr: float) -> None:
         param = param - lr * param.grad  # noqa: F841 - the point of the clause
 
 
+#: the grad modes INPLACE-3's update runs in: name -> runner
+UPDATE_GRAD_MODES = {"grad mode": lambda fn: fn(), "torch.no_grad()": NO_GRAD["context manager"]}
+
+
 @pytest.mark.spec("INPLACE-3")
-@pytest.mark.parametrize("mode", ["grad mode", "torch.no_grad()"])
+@pytest.mark.parametrize("grad", sorted(UPDATE_GRAD_MODES))
 @given(data=st.data())
-def test_rebinding_to_an_out_of_place_result_leaves_the_original_unchanged(device, mode, data):
+def test_rebinding_to_an_out_of_place_result_leaves_the_original_unchanged(device, mode, grad, data):
     n = data.draw(st.integers(1, 3), label="number of parameters")
     params = [_leaf(data, device, shape=shapes(min_dims=1, min_side=1)) for _ in range(n)]
     lr = data.draw(st.floats(0.01, 1.0), label="lr")
@@ -98,35 +129,35 @@ def test_rebinding_to_an_out_of_place_result_leaves_the_original_unchanged(devic
     before = [p.detach().clone() for p in params]
     originals = list(params)
 
-    def step():
-        _sgd_rebinding(params, lr)
+    def step(*params):
+        _sgd_rebinding(list(params), lr)
         param = params[0]
         return param - lr * param.grad
 
-    new = NO_GRAD["context manager"](step) if mode == "torch.no_grad()" else step()
+    new = mode.run(lambda *params: UPDATE_GRAD_MODES[grad](lambda: step(*params)), *params)
     for index, (param, original, old) in enumerate(zip(params, originals, before)):
         if param is not original:
             fail("INPLACE-3", f"params[{index}] should still be the same tensor object after the rebinding sgd")
-        assert_close(param, old, clause="INPLACE-3", what=f"params[{index}] after `param = param - lr * param.grad` in {mode} (unchanged)", rtol=0, atol=0)
+        assert_close(param, old, clause="INPLACE-3", what=f"params[{index}] after `param = param - lr * param.grad` in {grad} (unchanged) ({mode})", rtol=0, atol=0)
     if new is params[0]:
-        fail("INPLACE-3", f"`param - lr * param.grad` in {mode} should be a new tensor, it is param itself")
-    if mode == "grad mode":
-        assert_equal((new.is_leaf, new.grad_fn is None), (False, False), clause="INPLACE-3", what="(is_leaf, grad_fn is None) of `param - lr * param.grad` in grad mode")
+        fail("INPLACE-3", f"`param - lr * param.grad` in {grad} should be a new tensor, it is param itself ({mode})")
+    if grad == "grad mode":
+        assert_equal((new.is_leaf, new.grad_fn is None), (False, False), clause="INPLACE-3", what=f"(is_leaf, grad_fn is None) of `param - lr * param.grad` in grad mode ({mode})")
     else:
-        assert_equal((new.is_leaf, new.requires_grad), (True, False), clause="INPLACE-3", what="(is_leaf, requires_grad) of `param - lr * param.grad` under torch.no_grad()")
+        assert_equal((new.is_leaf, new.requires_grad), (True, False), clause="INPLACE-3", what=f"(is_leaf, requires_grad) of `param - lr * param.grad` under torch.no_grad() ({mode})")
 
 
 # ----------------------------------------------------------------------------- INPLACE-4
 
 
-def _writes(values: torch.Tensor, requires_grad: bool):
+def _writes(values: torch.Tensor, requires_grad: bool, sources):
     """Every in-place form, then every ``out=`` form, each on a fresh copy of ``values``: (description, form, apply, tensor).
 
     ``out=`` forms are refused in grad mode on a tensor requiring grad, so there they run under ``torch.no_grad()``.
     """
-    for source, form, t in _fresh_leaves(values, requires_grad=requires_grad):
+    for source, form, t in _fresh_leaves(values, requires_grad=requires_grad, sources=[s for s in sources if s in INPLACE_FORMS]):
         yield f"`{source}`", form, form.apply, t
-    for source, form in sorted(OUT_FORMS.items()):
+    for source, form in sorted((s, f) for s, f in OUT_FORMS.items() if s in sources):
         t = values.detach().clone().requires_grad_(requires_grad)
         if requires_grad:
             yield f"`{source}` under torch.no_grad()", form, lambda t, form=form: NO_GRAD["context manager"](lambda: form.apply(t)), t
@@ -136,26 +167,31 @@ def _writes(values: torch.Tensor, requires_grad: bool):
 
 @pytest.mark.spec("INPLACE-4")
 @given(data=st.data())
-def test_in_place_ops_increment_the_version_shared_by_views(device, data):
+def test_in_place_ops_increment_the_version_shared_by_views(device, mode, data):
     kind = data.draw(st.sampled_from(["a tensor that does not require grad", "a non-leaf that requires grad"]), label="t is")
     values = _leaf(data, device, requires_grad=False)
     view_name = data.draw(st.sampled_from(sorted(VIEWS)), label="view v of t")
     writer_name = data.draw(st.sampled_from(["t", "v"]), label="written tensor")
-    for source, form, apply, t in _writes(values, requires_grad=kind != "a tensor that does not require grad"):
+    cases = []  # (source, form, apply, t, view, writer), one fresh t per write
+    sources = _forms_to_run(data, mode, [*INPLACE_FORMS, *OUT_FORMS])
+    for source, form, apply, t in _writes(values, requires_grad=kind != "a tensor that does not require grad", sources=sources):
         if t.requires_grad:
             t = t * 1
         view = VIEWS[view_name](t)
-        writer = t if writer_name == "t" else view
-        before = writer._version
-        apply(writer)
-        where = f"after {source} on {writer_name} (t {kind}, v = {view_name})"
+        cases.append((source, form, apply, t, view, t if writer_name == "t" else view))
+    befores = [case[-1]._version for case in cases]
+    # one program makes every write, each on its own tensor (t or v, an input of the program)
+    mode.run(lambda *writers: _apply_each([case[2] for case in cases], writers, call=True), *(case[-1] for case in cases))
+    for (source, form, _, t, view, writer), before in zip(cases, befores):
+        where = f"after {source} on {writer_name} (t {kind}, v = {view_name}) ({mode})"
         if writer._version <= before:
             fail("INPLACE-4", f"{where}: {writer_name}._version should grow, it stayed {writer._version}")
         assert_equal(t._version, view._version, clause="INPLACE-4", what=f"{where}: t._version vs v._version (one shared counter)")
-        if form.equivalent is not None:
-            version = t._version
-            form.equivalent(t)
-            assert_equal(t._version, version, clause="INPLACE-4", what=f"t._version after the out-of-place equivalent of {source}")
+    out_of_place = [(source, form, t) for source, form, _, t, _, _ in cases if form.equivalent is not None]
+    versions = [t._version for _, _, t in out_of_place]
+    mode.run(lambda *ts: tuple(form.equivalent(t) for (_, form, _), t in zip(out_of_place, ts)), *(t for _, _, t in out_of_place))
+    for (source, _, t), version in zip(out_of_place, versions):
+        assert_equal(t._version, version, clause="INPLACE-4", what=f"t._version after the out-of-place equivalent of {source} ({mode})")
 
 
 # ----------------------------------------------------------------------------- INPLACE-5, -6
@@ -167,19 +203,46 @@ SAVING_CONSUMERS = {
 }
 
 
-@pytest.mark.spec("INPLACE-5")
-@given(data=st.data())
-def test_modifying_a_saved_tensor_makes_backward_raise(device, data):
-    form = data.draw(st.sampled_from(sorted(INPLACE_FORMS)), label="in-place form")
-    x = _leaf(data, device)
-    through = data.draw(st.sampled_from(["directly", *sorted(VIEWS)]), label="written through")
-    for consumer_name, (consumer, modified) in sorted(SAVING_CONSUMERS.items()):
+#: where the in-place write of INPLACE-5 and INPLACE-6 is made: inside the program that computes the loss (compiled
+#: with it in a compiled mode), or by its caller, on the program's outputs
+WRITERS = ("inside the program", "by the caller")
+
+
+def _saving_program(consumer, modified: str, write: Callable[[torch.Tensor], object], writer: str):
+    """``y = x * 1.5``, ``z = consumer(y)``, ``loss = z.sum()``, then (inside the program) the write into y or z;
+    returns ``(loss, the tensor to write)``."""
+
+    def program(x):
         y = x * 1.5
         z = consumer(y)
         loss = z.sum()
         target = y if modified == "input" else z
+        if writer == "inside the program":
+            write(target)
+        return loss, target
+
+    return program
+
+
+@pytest.mark.spec("INPLACE-5")
+@pytest.mark.parametrize("writer", WRITERS)
+@given(data=st.data())
+def test_modifying_a_saved_tensor_makes_backward_raise(device, mode, writer, data):
+    form = data.draw(st.sampled_from(sorted(INPLACE_FORMS)), label="in-place form")
+    x = _leaf(data, device)
+    through = data.draw(st.sampled_from(["directly", *sorted(VIEWS)]), label="written through")
+
+    def write(target):
         INPLACE_FORMS[form].apply(target if through == "directly" else VIEWS[through](target))
-        with assert_raises(RuntimeError, match="modified by an inplace operation", clause="INPLACE-5", what=f"backward of z.sum() ({consumer_name} with `{form}`, written {through})"):
+
+    for consumer_name in _forms_to_run(data, mode, SAVING_CONSUMERS):
+        consumer, modified = SAVING_CONSUMERS[consumer_name]
+        where = f"{consumer_name} with `{form}`, written {through} {writer} ({mode})"
+        with assert_succeeds(clause="INPLACE-5", what=f"the forward of z.sum() ({where}; the error belongs to backward)"):
+            loss, target = mode.run(_saving_program(consumer, modified, write, writer), x)
+        if writer == "by the caller":
+            write(target)
+        with assert_raises(RuntimeError, match="modified by an inplace operation", clause="INPLACE-5", what=f"backward of z.sum() ({where})"):
             loss.backward()
 
 
@@ -217,12 +280,12 @@ def _extended(graph: Graph, touches_saved: bool) -> Graph:
     return Graph(graph.leaves, [*graph.steps, Step(first, (0,)), Step(then, (u,))])
 
 
-def _draw_write(data, device, *, touches_saved: bool) -> tuple[Graph, int, InPlaceForm]:
+def _draw_write(data, device, *, touches_saved: bool, mode) -> tuple[Graph, int, InPlaceForm]:
     """A program, the index of a value an in-place op may write to in grad mode, and the form: the write touches what backward saved iff ``touches_saved``.
 
     A drawn program with no such value gets two steps appended that make one (``_extended``).
     """
-    graph = data.draw(graphs(device=device, requires_grad=True), label="graph")
+    graph = data.draw(graphs(device=device, requires_grad=True, mode=mode), label="graph")
     form = DETERMINISTIC_FORMS[data.draw(st.sampled_from(sorted(DETERMINISTIC_FORMS)), label="in-place form")]
     candidates = _write_targets(graph, form, touches_saved)
     if not candidates:
@@ -232,27 +295,50 @@ def _draw_write(data, device, *, touches_saved: bool) -> tuple[Graph, int, InPla
     return graph, data.draw(st.sampled_from(candidates), label="index of the written value"), form
 
 
+def _program_with_a_write(graph: Graph, index: int, form: InPlaceForm, writer: str):
+    """The graph's program with a loss over every value; inside the program (``writer``), the write into t<index>.
+    Returns ``(loss, every value)``."""
+
+    def program(*leaves):
+        values = [*leaves, *graph.program(*leaves)]
+        loss = _all_values_loss(graph, values)
+        if writer == "inside the program":
+            form.apply(values[index])
+        return loss, tuple(values[len(leaves):])
+
+    return program
+
+
+def _run_and_write(graph: Graph, index: int, form: InPlaceForm, writer: str, mode, *, clause: str, what: str) -> torch.Tensor:
+    """Run the program (through ``mode``) and make the write where ``writer`` says; the loss."""
+    __tracebackhide__ = True
+    with assert_succeeds(clause=clause, what=f"the forward of {what}(the error, if any, belongs to backward)"):
+        loss, values = mode.run(_program_with_a_write(graph, index, form, writer), *graph.leaves)
+    if writer == "by the caller":
+        form.apply(values[index - len(graph.leaves)])
+    return loss
+
+
 @pytest.mark.spec("INPLACE-5")
+@pytest.mark.parametrize("writer", WRITERS)
 @given(data=st.data())
-def test_modifying_a_saved_value_of_a_random_program_makes_backward_raise(device, data):
-    graph, index, form = _draw_write(data, device, touches_saved=True)
-    values = graph.run()
-    loss = _all_values_loss(graph, values)
-    form.apply(values[index])
-    what = f"backward after `{form.source}` with t = t{index}, which (or a view of which) was saved for backward\n{graph!r}\n"
+def test_modifying_a_saved_value_of_a_random_program_makes_backward_raise(device, mode, writer, data):
+    graph, index, form = _draw_write(data, device, touches_saved=True, mode=mode)
+    what = f"backward after `{form.source}` with t = t{index} {writer}, which (or a view of which) was saved for backward ({mode})\n{graph!r}\n"
+    loss = _run_and_write(graph, index, form, writer, mode, clause="INPLACE-5", what=what)
     with assert_raises(RuntimeError, match="modified by an inplace operation", clause="INPLACE-5", what=what):
         torch.autograd.grad(loss, graph.leaves, allow_unused=True)
 
 
 @pytest.mark.spec("INPLACE-6")
+@pytest.mark.parametrize("writer", WRITERS)
 @given(data=st.data())
-def test_modifying_a_value_backward_does_not_need_is_allowed(device, data):
-    graph, index, form = _draw_write(data, device, touches_saved=False)
-    values = graph.run()
-    loss = _all_values_loss(graph, values)
-    expected = torch.autograd.grad(loss, graph.leaves, retain_graph=True, allow_unused=True)
-    form.apply(values[index])
-    what = f"backward after `{form.source}` with t = t{index}, which no gradient formula saved\n{graph!r}\n"
+def test_modifying_a_value_backward_does_not_need_is_allowed(device, mode, writer, data):
+    graph, index, form = _draw_write(data, device, touches_saved=False, mode=mode)
+    # the gradients without the write (op by op)
+    expected = torch.autograd.grad(_all_values_loss(graph, graph.run()), graph.leaves, allow_unused=True)
+    what = f"backward after `{form.source}` with t = t{index} {writer}, which no gradient formula saved ({mode})\n{graph!r}\n"
+    loss = _run_and_write(graph, index, form, writer, mode, clause="INPLACE-6", what=what)
     with assert_succeeds(clause="INPLACE-6", what=what):
         got = torch.autograd.grad(loss, graph.leaves, allow_unused=True)
     for leaf_index, (want, have) in enumerate(zip(expected, got)):
@@ -262,42 +348,75 @@ def test_modifying_a_value_backward_does_not_need_is_allowed(device, data):
             assert_close(have, want, clause="INPLACE-6", what=f"{what}gradient of t{leaf_index} (as without the write)")
 
 
+def _unsaved_intermediate_program(form: InPlaceForm, writer: str):
+    """``y = x * 2``, ``loss = (y + 1).sum()``, then (inside the program) the write into y; returns ``(loss, y)``."""
+
+    def program(x):
+        y = x * 2  # multiplying by a number saves neither x nor y
+        loss = (y + 1).sum()
+        if writer == "inside the program":
+            form.apply(y)
+        return loss, y
+
+    return program
+
+
 @pytest.mark.spec("INPLACE-6")
+@pytest.mark.parametrize("writer", WRITERS)
 @given(data=st.data())
-def test_modifying_an_unsaved_intermediate_is_allowed(device, data):
+def test_modifying_an_unsaved_intermediate_is_allowed(device, mode, writer, data):
     form = data.draw(st.sampled_from(sorted(INPLACE_FORMS)), label="in-place form")
     x = _leaf(data, device)
-    y = x * 2  # multiplying by a number saves neither x nor y
-    loss = (y + 1).sum()
-    INPLACE_FORMS[form].apply(y)
-    with assert_succeeds(clause="INPLACE-6", what=f"backward of (y + 1).sum() after `{form}` with t = y = x * 2"):
+    loss, y = mode.run(_unsaved_intermediate_program(INPLACE_FORMS[form], writer), x)
+    if writer == "by the caller":
+        INPLACE_FORMS[form].apply(y)
+    with assert_succeeds(clause="INPLACE-6", what=f"backward of (y + 1).sum() after `{form}` with t = y = x * 2 {writer} ({mode})"):
         loss.backward()
-    assert_close(x.grad, torch.full_like(x, 2.0), clause="INPLACE-6", what=f"x.grad of (y + 1).sum() after `{form}` on y = x * 2")
+    assert_close(x.grad, torch.full_like(x, 2.0), clause="INPLACE-6", what=f"x.grad of (y + 1).sum() after `{form}` on y = x * 2 {writer} ({mode})")
 
 
 # ----------------------------------------------------------------------------- INPLACE-7, -8
 
 
-def _gradient(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
-    return torch.zeros_like(x) if grad is None else grad
+def _gradients(loss: torch.Tensor, leaves) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return [torch.zeros_like(x) if grad is None else grad for x, grad in zip(leaves, grads)]
+
+
+def _weighted_sum(tensors, weights) -> torch.Tensor:
+    return sum(((t * weights).sum() for t in tensors), torch.zeros((), dtype=weights.dtype, device=weights.device))
+
+
+def _written_products(forms, take=lambda t: t):
+    """The program of INPLACE-7 and INPLACE-8: for each form and its own leaf x, ``t = x * 1.5`` and the form written
+    into ``take(t)``; returns every t."""
+
+    def program(*leaves):
+        written = []
+        for form, x in zip(forms, leaves):
+            t = x * 1.5
+            form.apply(take(t))
+            written.append(t)
+        return tuple(written)
+
+    return program
 
 
 @pytest.mark.spec("INPLACE-7")
 @given(data=st.data())
-def test_in_place_op_on_a_non_leaf_is_differentiated_like_its_out_of_place_form(device, data):
+def test_in_place_op_on_a_non_leaf_is_differentiated_like_its_out_of_place_form(device, mode, data):
     values = _leaf(data, device, dtype=torch.float64)
     weights = data.draw(tensors(dtype=torch.float64, shape=values.shape, device=device), label="weights of the loss")
-    for source, form, x in _fresh_leaves(values):
-        if form.equivalent is None:
-            continue
-        y = x * 1.5
-        form.apply(y)
+    sources, forms, leaves = zip(*_fresh_leaves(values, sources=_forms_to_run(data, mode, DETERMINISTIC_FORMS)))
+    ys = mode.run(_written_products(forms), *leaves)
+    for source, y in zip(sources, ys):
         if y.is_leaf or not y.requires_grad:
-            fail("INPLACE-7", f"y = x * 1.5 after `{source}` should still be a non-leaf that requires grad, got is_leaf={y.is_leaf}, requires_grad={y.requires_grad}")
-        got = _gradient((y * weights).sum(), x)
-        expected = _gradient((form.equivalent(x * 1.5) * weights).sum(), x)
-        assert_close(got, expected, clause="INPLACE-7", what=f"x.grad through `{source}` on t = x * 1.5, vs its out-of-place form")
+            fail("INPLACE-7", f"y = x * 1.5 after `{source}` should still be a non-leaf that requires grad, got is_leaf={y.is_leaf}, requires_grad={y.requires_grad} ({mode})")
+    # one backward over every y: each leaf x feeds its own y only, so its gradient is that of (y * weights).sum()
+    got = _gradients(_weighted_sum(ys, weights), leaves)
+    expected = _gradients(_weighted_sum([form.equivalent(x * 1.5) for form, x in zip(forms, leaves)], weights), leaves)
+    for source, have, want in zip(sources, got, expected):
+        assert_close(have, want, clause="INPLACE-7", what=f"x.grad through `{source}` on t = x * 1.5, vs its out-of-place form ({mode})")
 
 
 #: shapes with a first side of at least 1 (base[0] exists)
@@ -316,15 +435,18 @@ VIEW_WRITES = {
 @pytest.mark.spec("INPLACE-8")
 @pytest.mark.parametrize("view", sorted(VIEW_WRITES))
 @given(data=st.data())
-def test_in_place_op_through_a_view_is_differentiated_in_the_base(device, view, data):
+def test_in_place_op_through_a_view_is_differentiated_in_the_base(device, mode, view, data):
     take, rebuild, view_shapes = VIEW_WRITES[view]
     x = _leaf(data, device, dtype=torch.float64, shape=view_shapes)
     weights = data.draw(tensors(dtype=torch.float64, shape=x.shape, device=device), label="weights of the loss")
-    for source, form in sorted(DETERMINISTIC_FORMS.items()):
-        base = x * 1.5
-        form.apply(take(base))
-        got = _gradient((base * weights).sum(), x)
-        reference = x * 1.5
-        rebuilt = rebuild(reference, form.equivalent(take(reference)))
-        expected = _gradient((rebuilt * weights).sum(), x)
-        assert_close(got, expected, clause="INPLACE-8", what=f"x.grad through base = x * 1.5 after `{source}` with t = {view}, vs the base rebuilt out of place")
+    sources = _forms_to_run(data, mode, DETERMINISTIC_FORMS)
+    forms = [DETERMINISTIC_FORMS[source] for source in sources]
+    leaves = [x.detach().clone().requires_grad_() for _ in forms]  # one leaf per form, all with x's values
+    bases = mode.run(_written_products(forms, take), *leaves)
+    # one backward over every base: each leaf feeds its own base only
+    got = _gradients(_weighted_sum(bases, weights), leaves)
+    references = [x * 1.5 for x in leaves]
+    rebuilt = [rebuild(reference, form.equivalent(take(reference))) for form, reference in zip(forms, references)]
+    expected = _gradients(_weighted_sum(rebuilt, weights), leaves)
+    for source, have, want in zip(sources, got, expected):
+        assert_close(have, want, clause="INPLACE-8", what=f"x.grad through base = x * 1.5 after `{source}` with t = {view}, vs the base rebuilt out of place ({mode})")
