@@ -48,6 +48,7 @@ CLAUSES = (
     clause_md("DIVERGES-1", "fails only when compiled"),
     clause_md("DIVERGES-2", "fails only when compiled, expectedly"),
     clause_md("AFTER-1", "runs after a failure"),
+    clause_md("RAISES-1", "raises its own error when compiled"),
     clause_md("NUMPY-1", "cannot be compiled").replace(
         "- **Basis**: `documented`",
         "- **Basis**: `documented`\n- **Compiled**: `not applicable` — numpy() leaves the tensor program",
@@ -95,6 +96,12 @@ def test_diverges_too(device, mode):
     inside = mode.run(lambda t: t + int(torch.compiler.is_compiling()), torch.zeros(1, device=device))
     assert inside.item() == 0, f"the program saw is_compiling() in {mode}"
 
+@pytest.mark.spec("RAISES-1")
+def test_raises(device, mode):
+    leaf = torch.ones(2, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match="in-place operation"):
+        mode.run(lambda t: t.add_(1), leaf)
+
 @pytest.mark.spec("AFTER-1")
 def test_after_a_failure(device, mode):
     assert mode.run(lambda t: t.cos(), torch.zeros(1, device=device)).item() == 1
@@ -140,7 +147,7 @@ def test_every_clause_has_an_outcome_per_device_and_mode(compiled_run):
     for clause in report["clauses"]:
         assert set(clause["devices"]) == {"cpu", TARGET}, clause["id"]
         assert clause["devices"]["cpu"]["outcome"] == "passed", clause["id"]
-    assert f"  {TARGET}: 1 failed, 1 known failure, 3 not compiled, 1 not applicable, 2 passed" in result.stdout
+    assert f"  {TARGET}: 1 failed, 1 known failure, 3 not compiled, 1 not applicable, 3 passed" in result.stdout
 
 
 def test_a_graph_break_is_not_a_compiled_pass(compiled_run):
@@ -167,6 +174,12 @@ def test_an_eager_fallback_at_the_recompile_limit_is_not_a_compiled_pass(compile
     record = outcome(report, "LIMIT-1", TARGET)
     assert record["outcome"] == "not compiled"
     assert record["reason"].startswith("dynamo ran 1 frame(s) eagerly: ")
+
+
+def test_a_program_raising_its_own_error_while_traced_is_a_compiled_pass(compiled_run):
+    """Dynamo counts a frame that raised as not compiled; it is no eager fallback: the compiled call raised."""
+    _, report = compiled_run
+    assert outcome(report, "RAISES-1", TARGET)["outcome"] == "passed"
 
 
 def test_a_divergence_fails_the_compiled_target_only_and_the_next_test_is_unaffected(compiled_run):

@@ -22,6 +22,7 @@ is reported ``not compiled``, never ``passed``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -37,9 +38,10 @@ F = TypeVar("F", bound=Callable)
 
 
 class _Ledger:
-    """How many programs tests compiled since the plugin last reset it (one test)."""
+    """What compiled programs did since the plugin last reset it (one test)."""
 
-    compiled = 0
+    compiled = 0  # programs passed through Mode.compile
+    raised = 0  # calls of compiled functions that raised (the program's own error, raised while dynamo traced it)
 
 
 _LEDGER = _Ledger()
@@ -50,7 +52,7 @@ def compiled_programs() -> int:
 
 
 def reset_ledger() -> None:
-    _LEDGER.compiled = 0
+    _LEDGER.compiled = _LEDGER.raised = 0
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,30 @@ class Mode:
         return self.name.partition(":")[2] or None
 
     def compile(self, fn: F, **options) -> F:
-        """``fn`` itself when eager, else ``torch.compile(fn, backend=..., **options)``."""
+        """``fn`` itself when eager, else ``torch.compile(fn, backend=..., **options)``.
+
+        A compiled function (not a module) is wrapped to count the calls that raise: a program that raises its
+        own error (an in-place change of a leaf, say) raises it while dynamo traces it, and dynamo counts that
+        frame as not compiled; :func:`not_compiled_reason` discounts those frames.
+        """
         if not self.compiled:
             return fn
         import torch
 
         _LEDGER.compiled += 1
-        return torch.compile(fn, backend=self.backend, **options)
+        compiled = torch.compile(fn, backend=self.backend, **options)
+        if isinstance(fn, torch.nn.Module):
+            return compiled
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            try:
+                return compiled(*args, **kwargs)
+            except Exception:
+                _LEDGER.raised += 1
+                raise
+
+        return call
 
     def run(self, fn: Callable, *args, **kwargs):
         """Call ``fn(*args, **kwargs)``, compiled in a compiled mode."""
@@ -109,11 +128,12 @@ def not_compiled_reason(counters) -> str | None:
         reason, _ = max(breaks.items(), key=lambda item: item[1])
         return f"graph break ({sum(breaks.values())} in all): {_first_line(reason)}"
     frames = counters.get("frames") or {}
-    if frames.get("total", 0) > frames.get("ok", 0):
+    not_ok = frames.get("total", 0) - frames.get("ok", 0)
+    if not_ok > _LEDGER.raised:  # frames that raised the program's own error are not fallbacks
         unimplemented = counters.get("unimplemented") or {}
         why = _first_line(next(iter(unimplemented), "")) or "no reason recorded"
-        return f"dynamo ran {frames['total'] - frames.get('ok', 0)} frame(s) eagerly: {why}"
-    if not frames.get("ok"):
+        return f"dynamo ran {not_ok - _LEDGER.raised} frame(s) eagerly: {why}"
+    if not frames.get("ok") and not _LEDGER.raised:
         return "dynamo compiled no frame (the compiled programs were never called)"
     return None
 
