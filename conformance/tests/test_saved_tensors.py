@@ -106,9 +106,9 @@ def _run_not_recording(mode, clause: str, run, program, *args):
     """``program(*args)`` inside the form ``run``: the grad-mode form inside the compiled program for SAVED-2;
     for SAVED-3 the compiled program is called inside ``inference_mode`` (ambient).
 
-    inference_mode entered *inside* a compiled program crashes compilation on torch 2.13 (the decorator forms in
-    dynamo, view ops in AOTAutograd: pytorch/pytorch#180823) and leaves inference mode switched on after the
-    error, which breaks every later test of the run; grad_mode's tests own that form."""
+    inference_mode entered *inside* a compiled program crashes compilation on torch 2.13 (the recursive and bare
+    decorator forms in dynamo; view ops of an input in AOTAutograd, pytorch/pytorch#180823) and leaves inference
+    mode switched on after the error: a divergence of grad mode, checked by grad_mode's tests, not of what is saved."""
     if clause == "SAVED-3":
         compiled = mode.compile(program)
         return run(lambda: compiled(*args))
