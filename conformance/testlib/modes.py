@@ -22,11 +22,20 @@ is reported ``not compiled``, never ``passed``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-__all__ = ["COMPILE_BACKENDS", "EAGER", "MODE_NAMES", "Mode", "compiled_programs", "not_compiled_reason"]
+__all__ = [
+    "COMPILE_BACKENDS",
+    "EAGER",
+    "MODE_NAMES",
+    "Mode",
+    "compiled_programs",
+    "keeping_graphs_allowed",
+    "not_compiled_reason",
+]
 
 EAGER = "eager"
 #: the torch.compile backends a compiled mode may name: ``compile:eager`` (dynamo only), ``compile:aot_eager``
@@ -111,6 +120,28 @@ class Mode:
 
     def __str__(self) -> str:
         return self.name
+
+
+@contextlib.contextmanager
+def keeping_graphs_allowed(mode: Mode):
+    """In a compiled ``mode``, AOTAutograd's donated buffers off for the block (eager: nothing changes).
+
+    With donated buffers (torch >= 2.6's default), a ``retain_graph=True`` or ``create_graph=True`` pass through
+    a compiled function raises whenever the program's backward may overwrite a saved intermediate, which
+    depends on the drawn program and on the passes before (a torch defect, pinned with torch's defaults by
+    ``test_keeping_the_graph_after_a_pass_without_it`` and listed in the expectations file).  The tests of
+    random programs that keep graphs use this, so that they check the rest of their clause on every program.
+    """
+    if not mode.compiled:
+        yield
+        return
+    import torch._functorch.config as functorch_config
+
+    if not hasattr(functorch_config, "donated_buffer"):  # before torch 2.6: no donated buffers
+        yield
+        return
+    with functorch_config.patch(donated_buffer=False):
+        yield
 
 
 def not_compiled_reason(counters) -> str | None:

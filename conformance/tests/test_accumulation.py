@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Callable, Optional, Sequence
 
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 
 from conformance.testlib.assertions import assert_close, assert_equal, fail
 from conformance.testlib.graphs import Graph, graphs
-from conformance.testlib.modes import Mode
+from conformance.testlib.modes import Mode, keeping_graphs_allowed
 from conformance.testlib.networks import accumulation_seed_convnet, fill_drawn
 from conformance.testlib.ops import OPS
 from conformance.testlib.strategies import REAL_DTYPES, dtypes, shapes, tensors, vacuous
@@ -32,22 +31,6 @@ def _loss(graph: Graph, mode: Mode) -> Callable[..., torch.Tensor]:
 def _single_pass(graph: Graph, loss: Callable[..., torch.Tensor]) -> list[Optional[torch.Tensor]]:
     """Each leaf's gradient of one pass of ``loss``, computed without touching ``.grad``."""
     return list(torch.autograd.grad(loss(*graph.leaves), graph.leaves, allow_unused=True))
-
-
-@contextlib.contextmanager
-def keeping_graphs_allowed(mode: Mode):
-    """In a compiled mode, AOTAutograd's donated buffers off: with them, a retain_graph=True pass through a
-    compiled function raises whenever the program's backward may overwrite a saved intermediate, which depends
-    on the drawn program.  The accumulation tests that keep graphs (the form "retain_graph=True") use this, so
-    that they check accumulation on every program; the divergence itself is pinned, with the defaults, by
-    test_backward.py::test_keeping_the_graph_after_a_pass_without_it."""
-    if not mode.compiled:
-        yield
-        return
-    import torch._functorch.config
-
-    with torch._functorch.config.patch(donated_buffer=False):
-        yield
 
 
 def _exact_on_cpu(device: str) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import pytest
@@ -13,27 +12,11 @@ from hypothesis import strategies as st
 from conformance.testlib.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
 from conformance.testlib.forms import ACCUMULATING_BACKWARD_PASSES, BACKWARD_PASSES
 from conformance.testlib.graphs import graphs
-from conformance.testlib.modes import EAGER, Mode
+from conformance.testlib.modes import EAGER, Mode, keeping_graphs_allowed
 from conformance.testlib.saved_tensors import SAVES_NOTHING, record_saved_tensors
 from conformance.testlib.strategies import shapes, tensors
 
 RETAIN_MATCH = "retain_graph"
-
-
-@contextlib.contextmanager
-def keeping_graphs_allowed(mode):
-    """In a compiled mode, AOTAutograd's donated buffers off: with them, a retain_graph=True or create_graph=True
-    pass through a compiled function raises whenever the program's backward may overwrite a saved intermediate,
-    which depends on the drawn program and on the passes before.  The tests of random programs that keep graphs
-    use this, so that they check the rest of their clause on every program; the divergence itself is pinned,
-    with the defaults, by test_keeping_the_graph_after_a_pass_without_it (a program that always shows it)."""
-    if not mode.compiled:
-        yield
-        return
-    import torch._functorch.config
-
-    with torch._functorch.config.patch(donated_buffer=False):
-        yield
 
 
 def _saving_loss(graph, mode):
