@@ -63,8 +63,11 @@ def resolve_modes(values: list[str] | None) -> list[str]:
 
 
 def item_mode(item: pytest.Item) -> str:
+    """The execution mode a conformance test runs in (a parameter of its own named ``mode``, such as a
+    benchmark's grad mode, is not one: only values the plugin parametrizes, names in MODE_NAMES, count)."""
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get("mode", EAGER) if callspec else EAGER
+    value = callspec.params.get("mode", EAGER) if callspec else EAGER
+    return value if isinstance(value, str) and value in MODE_NAMES else EAGER
 
 
 def target_unavailable(device: str | None, mode: str) -> str | None:
