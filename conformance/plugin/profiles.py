@@ -30,7 +30,7 @@ PROFILES = {
 
 #: the most examples a property test draws in a compiled mode: each example is a new program, compiled anew
 #: (about 0.1 s with aot_eager, several with inductor), so compiled runs draw fewer, larger programs
-COMPILED_MAX_EXAMPLES = {"default": 5, "ci": 5, "thorough": 50}
+COMPILED_MAX_EXAMPLES = {"default": 3, "ci": 3, "thorough": 50}
 #: inductor generates and builds C++ for every new program (seconds each on a CPU; its FX graph cache keeps
 #: them across runs): it draws fewer still
 INDUCTOR_MAX_EXAMPLES = {"default": 2, "ci": 2, "thorough": 20}
