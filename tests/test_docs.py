@@ -112,7 +112,9 @@ def test_oldest_to_newest_torch_diff_is_exactly_the_version_split_clauses():
     ordered = sorted((load_report(p) for p in REPORTS), key=lambda report: torch_sort_key(torch_version(report)))
     oldest, newest = ordered[0], ordered[-1]
     result = diff_reports(oldest, newest, "oldest", "newest")
-    changed = {change.clause_id for changes in result.changes.values() for change in changes}
+    # clauses written after the oldest report was archived (the newest is re-run more often) are not version splits
+    in_both = {c["id"] for c in oldest["clauses"]} & {c["id"] for c in newest["clauses"]}
+    changed = {change.clause_id for changes in result.changes.values() for change in changes} & in_both
     assert result.regressions == []
     assert changed == VERSION_SPLIT_CLAUSES
-    assert {c.clause_id for c in result.changes["applicability"]} == VERSION_SPLIT_CLAUSES
+    assert {c.clause_id for c in result.changes["applicability"]} & in_both == VERSION_SPLIT_CLAUSES
