@@ -32,7 +32,6 @@ __all__ = [
     "EAGER",
     "MODE_NAMES",
     "Mode",
-    "compiled_programs",
     "keeping_graphs_allowed",
     "not_compiled_reason",
 ]
@@ -54,10 +53,6 @@ class _Ledger:
 
 
 _LEDGER = _Ledger()
-
-
-def compiled_programs() -> int:
-    return _LEDGER.compiled
 
 
 def reset_ledger() -> None:
