@@ -112,6 +112,34 @@ def test_convolution_and_batch_norm_match_the_cpu(emu):
     assert twin[1].num_batches_tracked.item() == 1
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_recurrent_modules_match_the_cpu_in_both_backward_paths(emu, kind, bias):
+    """ATen runs LSTM and GRU on a non-CPU device through the fused cells, which the CPU lacks: the emulator's own
+    kernels (with CUDA's workspace layout) give the CPU's outputs and gradients, through the fused backward and,
+    under ``create_graph=True``, the differentiable one."""
+    torch.manual_seed(0)
+    net = getattr(torch.nn, kind)(3, 4, num_layers=2, bias=bias).double()
+    twin = getattr(torch.nn, kind)(3, 4, num_layers=2, bias=bias).double()
+    twin.load_state_dict(net.state_dict())
+    twin.to(emu)
+    x = torch.randn(5, 2, 3, dtype=torch.double)
+    for create_graph in (False, True):
+        results = []
+        for module, dev in ((net, "cpu"), (twin, emu)):
+            module.zero_grad()
+            inp = x.to(dev).requires_grad_()
+            out, state = module(inp)
+            last = state if kind == "GRU" else state[1]  # the GRU's hidden state, the LSTM's cell state
+            loss = out.square().sum() + last.sum()
+            (grad_x,) = torch.autograd.grad(loss, inp, create_graph=create_graph, retain_graph=True)
+            loss.backward()
+            results.append((out, grad_x, *(p.grad for p in module.parameters())))
+        for cpu_value, emu_value in zip(*results):
+            assert emu_value.device.type == emu.type
+            torch.testing.assert_close(emu_value.detach().cpu(), cpu_value.detach())
+
+
 def test_benchmarks_synchronize_it(emu):
     before = torch.emu.synchronize_calls
     synchronizer("emu")()

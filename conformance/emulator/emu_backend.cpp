@@ -548,6 +548,84 @@ void emu_set_boxed(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   torch::jit::push(*stack, self);
 }
 
+// The fused RNN cells.  ATen's LSTM and GRU call _thnn_fused_lstm_cell and
+// _thnn_fused_gru_cell on every non-CPU device (CUDA, XPU, PrivateUse1), and
+// only CUDA implements them, so a PrivateUse1 backend must: here with ATen ops
+// on the device tensors (the fallback runs each on the CPU).  The workspaces
+// have CUDA's layout, which the backward kernels read: the activated gates
+// [i, f, g, o] for the LSTM, [r, z, n, hx, hn] for the GRU.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> emu_fused_lstm_cell(
+    const at::Tensor& input_gates, const at::Tensor& hidden_gates, const at::Tensor& cx,
+    const c10::optional<at::Tensor>& input_bias, const c10::optional<at::Tensor>& hidden_bias) {
+  at::Tensor gates = input_gates + hidden_gates;
+  if (input_bias.has_value() && input_bias->defined()) {
+    gates = gates + *input_bias;
+  }
+  if (hidden_bias.has_value() && hidden_bias->defined()) {
+    gates = gates + *hidden_bias;
+  }
+  std::vector<at::Tensor> chunks = gates.chunk(4, 1);
+  at::Tensor i = chunks[0].sigmoid();
+  at::Tensor f = chunks[1].sigmoid();
+  at::Tensor g = chunks[2].tanh();
+  at::Tensor o = chunks[3].sigmoid();
+  at::Tensor cy = f * cx + i * g;
+  at::Tensor hy = o * cy.tanh();
+  return std::make_tuple(hy, cy, at::cat({i, f, g, o}, 1));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> emu_fused_lstm_cell_backward_impl(
+    const c10::optional<at::Tensor>& grad_hy, const c10::optional<at::Tensor>& grad_cy, const at::Tensor& cx,
+    const at::Tensor& cy, const at::Tensor& workspace, bool has_bias) {
+  const bool has_hy = grad_hy.has_value() && grad_hy->defined();
+  const bool has_cy = grad_cy.has_value() && grad_cy->defined();
+  if (!has_hy && !has_cy) {
+    return std::make_tuple(at::Tensor(), at::Tensor(), at::Tensor());
+  }
+  std::vector<at::Tensor> gates = workspace.chunk(4, 1);
+  const at::Tensor &i = gates[0], &f = gates[1], &g = gates[2], &o = gates[3];
+  at::Tensor go = has_hy ? *grad_hy : at::zeros_like(cy);
+  at::Tensor tanh_cy = cy.tanh();
+  at::Tensor gc = go * o * (1 - tanh_cy * tanh_cy);
+  if (has_cy) {
+    gc = gc + *grad_cy;
+  }
+  at::Tensor grad_gates = at::cat({gc * g * (1 - i) * i, gc * cx * (1 - f) * f, gc * i * (1 - g * g),
+                                   go * tanh_cy * (1 - o) * o},
+                                  1);
+  at::Tensor grad_bias = has_bias ? grad_gates.sum(0) : at::Tensor();
+  return std::make_tuple(grad_gates, gc * f, grad_bias);
+}
+
+std::tuple<at::Tensor, at::Tensor> emu_fused_gru_cell(const at::Tensor& input_gates, const at::Tensor& hidden_gates,
+                                                      const at::Tensor& hx,
+                                                      const c10::optional<at::Tensor>& input_bias,
+                                                      const c10::optional<at::Tensor>& hidden_bias) {
+  at::Tensor in_gates = input_bias.has_value() && input_bias->defined() ? input_gates + *input_bias : input_gates;
+  at::Tensor h_gates = hidden_bias.has_value() && hidden_bias->defined() ? hidden_gates + *hidden_bias : hidden_gates;
+  std::vector<at::Tensor> ic = in_gates.chunk(3, 1);
+  std::vector<at::Tensor> hc = h_gates.chunk(3, 1);
+  at::Tensor r = (ic[0] + hc[0]).sigmoid();
+  at::Tensor z = (ic[1] + hc[1]).sigmoid();
+  at::Tensor n = (ic[2] + r * hc[2]).tanh();
+  at::Tensor hy = n + z * (hx - n);
+  return std::make_tuple(hy, at::cat({r, z, n, hx, hc[2]}, 1));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> emu_fused_gru_cell_backward(
+    const at::Tensor& grad_hy, const at::Tensor& workspace, bool has_bias) {
+  std::vector<at::Tensor> saved = workspace.chunk(5, 1);
+  const at::Tensor &r = saved[0], &z = saved[1], &n = saved[2], &hx = saved[3], &hn = saved[4];
+  at::Tensor gz = grad_hy * (hx - n) * (1 - z) * z;
+  at::Tensor gn = grad_hy * (1 - z) * (1 - n * n);
+  at::Tensor gr = gn * hn * (1 - r) * r;
+  at::Tensor grad_input_gates = at::cat({gr, gz, gn}, 1);
+  at::Tensor grad_hidden_gates = at::cat({gr, gz, gn * r}, 1);
+  at::Tensor grad_input_bias = has_bias ? grad_input_gates.sum(0) : at::Tensor();
+  at::Tensor grad_hidden_bias = has_bias ? grad_hidden_gates.sum(0) : at::Tensor();
+  return std::make_tuple(grad_input_gates, grad_hidden_gates, grad_hy * z, grad_input_bias, grad_hidden_bias);
+}
+
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&emu_fallback>());
 }
@@ -563,6 +641,10 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   m.impl("convolution_overrideable", torch::CppFunction::makeFromBoxedFunction<&emu_convolution>());
   m.impl("convolution_backward_overrideable",
          torch::CppFunction::makeFromBoxedFunction<&emu_convolution_backward>());
+  m.impl("_thnn_fused_lstm_cell", TORCH_FN(emu_fused_lstm_cell));
+  m.impl("_thnn_fused_lstm_cell_backward_impl", TORCH_FN(emu_fused_lstm_cell_backward_impl));
+  m.impl("_thnn_fused_gru_cell", TORCH_FN(emu_fused_gru_cell));
+  m.impl("_thnn_fused_gru_cell_backward", TORCH_FN(emu_fused_gru_cell_backward));
 }
 
 // copy_ reaches a backend's _copy_from with the source's conj/neg bits still
