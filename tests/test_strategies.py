@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from conformance.testlib.graphs import GRAPH_DTYPES, Graph, aliases_an_operand, graphs, recorded_leaves
+from conformance.testlib.graphs import GRAPH_DTYPES, Graph, aliases_an_operand, graphs, recorded_leaves, unrelated_leaves
 from conformance.testlib.ops import ops_by_name
 from conformance.testlib.strategies import (
     COMPLEX_DTYPES,
@@ -260,3 +260,34 @@ def test_recorded_leaves_are_the_leaves_requiring_grad_behind_the_output(graph):
     expected = [graph.leaves[i] for i in graph.leaves_behind(graph.n_values - 1) if graph.leaves[i].requires_grad]
     found = recorded_leaves(output)
     assert len(found) == len(expected) and all(any(f is e for e in expected) for f in found), graph
+
+
+@pytest.mark.parametrize("requires_grad", [False, st.booleans()], ids=["others False", "others drawn"])
+def test_unrelated_leaf_graphs_have_a_leaf_requiring_grad_the_output_does_not_reach(requires_grad):
+    """``unrelated_leaf=True``: a leaf that requires grad feeds a step's new result but not the output, which is a new
+    tensor recorded from another leaf requiring grad; autograd agrees (no gradient for the one, one for the other)."""
+
+    @settings(SEARCH, suppress_health_check=FAST.suppress_health_check)  # the machine is shared: a slow draw is no failure
+    @given(graphs(requires_grad=requires_grad, unrelated_leaf=True))
+    def check(graph: Graph) -> None:
+        unrelated = unrelated_leaves(graph)
+        assert unrelated, graph
+        behind = graph.leaves_behind(graph.n_values - 1)
+        assert any(graph.leaves[i].requires_grad for i in behind), graph
+        results = list(graph.trace())
+        assert not aliases_an_operand(results[0].output, results[0].inputs) and not aliases_an_operand(results[-1].output, results[-1].inputs), graph
+        output = results[-1].output
+        assert output.grad_fn is not None, graph
+        requiring = [leaf for leaf in graph.leaves if leaf.requires_grad]
+        grads = dict(zip(map(id, requiring), torch.autograd.grad(output.sum(), requiring, allow_unused=True)))
+        assert all(grads[id(graph.leaves[i])] is None for i in unrelated), graph
+        assert all(grads[id(graph.leaves[i])] is not None for i in behind if graph.leaves[i].requires_grad), graph
+        assert any(unrelated[0] in graph.leaves_behind(len(graph.leaves) + s) for s in range(len(graph.steps) - 1)), graph
+
+    check()
+
+
+@pytest.mark.parametrize("bounds", [dict(max_leaves=1), dict(max_steps=1)])
+def test_unrelated_leaf_graphs_need_two_leaves_and_two_steps(bounds):
+    with pytest.raises(ValueError, match="unrelated_leaf=True needs at least 2 leaves and 2 steps"):
+        find(graphs(unrelated_leaf=True, **bounds), lambda graph: True)

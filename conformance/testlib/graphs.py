@@ -26,7 +26,7 @@ from .modes import EAGER, Mode
 from .ops import OPS, Op, OpForm
 from .strategies import REAL_DTYPES, as_strategy, broadcastable_shapes, shapes, tensors
 
-__all__ = ["GRAPH_DTYPES", "Graph", "Step", "aliases_an_operand", "graphs", "recorded_leaves"]
+__all__ = ["GRAPH_DTYPES", "Graph", "Step", "aliases_an_operand", "graphs", "recorded_leaves", "unrelated_leaves"]
 
 #: Dtypes random graphs are drawn in: every registry op supports them on every
 #: device and torch version the suite targets (half precision CPU kernels were
@@ -142,6 +142,7 @@ def graphs(
     ops: Sequence[Op] = OPS,
     base_shape: tuple[int, ...] | SearchStrategy[tuple[int, ...]] = shapes(max_dims=3, max_side=4),
     mode: Mode = Mode(EAGER),
+    unrelated_leaf: bool = False,
 ) -> Graph:
     """A random program over ``ops``; leaves share one dtype and broadcast to a common shape.
 
@@ -156,17 +157,35 @@ def graphs(
     nothing in any mode, so it could not fail.  With ``computes=True`` the last
     step computes a new tensor: neither a view nor one of its operands returned
     as is (what clauses about "new results" speak of).
+
+    With ``unrelated_leaf=True`` (at least 2 leaves and 2 steps) the program has
+    a leaf that requires grad and that the last step's output was not computed
+    from, but that another value was: one drawn leaf, made to require grad,
+    is the first operand of step 0, which computes a new tensor from it; the
+    last step computes a new tensor (as with ``computes``) from values none of
+    which was computed from that leaf, one of them computed from (or being)
+    another drawn leaf that is made to require grad, so the output is recorded.
+    Tests of "exactly the leaves it was computed from" need this: without such
+    a leaf, a torch linking an output to every leaf of its program (as one
+    compiled region's backward node does under AOTAutograd) passes.
+    :func:`unrelated_leaves` names those leaves of a graph.
     """
+    if unrelated_leaf and (max_leaves < 2 or max_steps < 2):
+        raise ValueError(f"unrelated_leaf=True needs at least 2 leaves and 2 steps, got max_leaves={max_leaves}, max_steps={max_steps}")
     if mode.compiled:
         ops = [op for op in ops if op.compiles_whole]
     dtype_ = draw(as_strategy(dtype), label="graph dtype")
     device_ = draw(as_strategy(device), label="device")
     base = draw(as_strategy(base_shape), label="graph base shape")
-    n_leaves = draw(st.integers(min_leaves, max_leaves), label="number of leaves")
+    n_leaves = draw(st.integers(max(min_leaves, 2) if unrelated_leaf else min_leaves, max_leaves), label="number of leaves")
     anchor = draw(st.integers(0, n_leaves - 1), label="leaf that requires grad") if recording else None
+    unrelated = related = None
+    if unrelated_leaf:
+        unrelated = draw(st.integers(0, n_leaves - 1), label="leaf the output is not computed from (requires grad)")
+        related = draw(st.sampled_from([i for i in range(n_leaves) if i != unrelated]), label="leaf the output is computed from (requires grad)")
     leaves = [
         draw(
-            tensors(dtype=dtype_, shape=broadcastable_shapes(base), device=device_, requires_grad=True if i == anchor else requires_grad),
+            tensors(dtype=dtype_, shape=broadcastable_shapes(base), device=device_, requires_grad=True if i in (anchor, unrelated, related) else requires_grad),
             label=f"leaf t{i}",
         )
         for i in range(n_leaves)
@@ -174,26 +193,43 @@ def graphs(
     graph = Graph(leaves, [])
     # Shapes of later steps are found by running each drawn step on detached copies.
     values = [leaf.detach() for leaf in leaves]
-    n_steps = draw(st.integers(min_steps, max_steps), label="number of steps")
+    behind = [frozenset({i}) for i in range(n_leaves)]  # unrelated_leaf: the leaves each value is computed from
+    n_steps = draw(st.integers(max(min_steps, 2) if unrelated_leaf else min_steps, max_steps), label="number of steps")
     for step_index in range(n_steps):
-        if recording and step_index == 0:
+        last_apart = unrelated_leaf and step_index == n_steps - 1  # computed from values none of which comes from `unrelated`
+        if unrelated_leaf and step_index == 0:
+            first = unrelated
+        elif last_apart:
+            apart = [i for i in range(len(values)) if unrelated not in behind[i] and any(leaves[j].requires_grad for j in behind[i])]
+            first = draw(st.sampled_from(apart), label=f"step {step_index} first operand (not computed from t{unrelated})")
+        elif recording and step_index == 0:
             first = draw(st.sampled_from([i for i, leaf in enumerate(leaves) if leaf.requires_grad]), label="step 0 first operand (requires grad)")
         else:
             first = draw(st.integers(0, len(values) - 1), label=f"step {step_index} first operand")
         candidates = [op for op in ops if op.applicable(values[first])]
         new_result_forms = None
-        if computes and step_index == n_steps - 1:
+        if (computes and step_index == n_steps - 1) or (unrelated_leaf and step_index in (0, n_steps - 1)):
             new_result_forms = {op.name: _forms_computing_anew(op, values[first]) for op in candidates}
             candidates = [op for op in candidates if new_result_forms[op.name]]
         op = draw(st.sampled_from(candidates), label=f"step {step_index} op")
         form = draw(st.sampled_from(new_result_forms[op.name] if new_result_forms else op.forms), label=f"step {step_index} form")
         operands: tuple[int, ...] = (first,)
         if op.arity == 2:
-            partners = [i for i, v in enumerate(values) if op.partner(values[first], v)]
+            partners = [i for i, v in enumerate(values) if op.partner(values[first], v) and not (last_apart and unrelated in behind[i])]
             operands += (draw(st.sampled_from(partners), label=f"step {step_index} second operand"),)
         values.append(form(*(values[i] for i in operands)))
+        behind.append(frozenset().union(*(behind[i] for i in operands)))
         graph.steps.append(Step(form, operands))
     return graph
+
+
+def unrelated_leaves(graph: Graph, index: int | None = None) -> list[int]:
+    """Indices of the leaves that require grad, that ``t<index>`` (default: the last value) was not computed from,
+    and that another step's output was computed from (what ``graphs(unrelated_leaf=True)`` guarantees one of)."""
+    index = graph.n_values - 1 if index is None else index
+    behind_value = graph.leaves_behind(index)
+    feeding = frozenset().union(*(graph.leaves_behind(len(graph.leaves) + s) for s in range(len(graph.steps))))
+    return [i for i, leaf in enumerate(graph.leaves) if leaf.requires_grad and i not in behind_value and i in feeding]
 
 
 def aliases_an_operand(result: torch.Tensor, operands: Sequence[torch.Tensor]) -> bool:

@@ -96,7 +96,10 @@ def test_results_have_a_grad_fn_named_op_backward_n(device, data):
 @pytest.mark.spec("LEAF-3")
 @given(data=st.data())
 def test_next_functions_lead_back_to_exactly_the_leaves_requiring_grad(device, mode, data):
-    graph = data.draw(graphs(device=device, requires_grad=st.booleans(), mode=mode), label="graph")
+    """Every program has a leaf that requires grad and that its last value was not computed from, but another value
+    was (``graphs(unrelated_leaf=True)``), so "reaches no other leaf" is checked in every example; in a compiled mode
+    the program is compiled whole."""
+    graph = data.draw(graphs(device=device, requires_grad=st.booleans(), mode=mode, unrelated_leaf=True), label="graph")
     for index, value in enumerate(graph.run(mode=mode)):
         if value.is_leaf:
             continue
@@ -110,6 +113,32 @@ def test_next_functions_lead_back_to_exactly_the_leaves_requiring_grad(device, m
                 f"it was computed from), but reach {_leaf_names(graph, reached)}"
                 + (f" and {len(strangers)} tensor(s) that are not leaves of the program" if strangers else "")
                 + f"\n{graph!r}",
+            )
+
+
+def _two_outputs_each_from_one_leaf(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The simplest program with a leaf that one of its outputs was not computed from: ``a * 2`` and ``b * 3``."""
+    return a * 2, b * 3
+
+
+def _two_leaves_requiring_grad(device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.ones(3, device=device, requires_grad=True), torch.ones(3, device=device, requires_grad=True)
+
+
+@pytest.mark.spec("LEAF-3")
+def test_next_functions_of_one_of_two_outputs_reach_only_its_leaf(device, mode):
+    """A pinned reproduction of pytorch/pytorch#131794 (listed in conformance/spec/expectations.toml): in a compiled
+    mode the two-output program is compiled whole, and under AOTAutograd both outputs share one backward node."""
+    a, b = _two_leaves_requiring_grad(device)
+    out_a, out_b = mode.run(_two_outputs_each_from_one_leaf, a, b)
+    names = {id(a): "a", id(b): "b"}
+    for source, output, own in (("a * 2", out_a, a), ("b * 3", out_b, b)):
+        reached = recorded_leaves(output)
+        if len(reached) != 1 or reached[0] is not own:
+            fail(
+                "LEAF-3",
+                f"from the grad_fn of `{source}` (one of the outputs of `return a * 2, b * 3`; a and b require grad; {mode}), "
+                f"next_functions should reach the leaf [{names[id(own)]}], but reach {[names.get(id(t), 'a tensor that is not a leaf of the program') for t in reached]}",
             )
 
 
@@ -143,8 +172,10 @@ def test_inputs_not_requiring_grad_are_none_in_next_functions(device, mode, sour
 @pytest.mark.spec("LEAF-4")
 @given(data=st.data())
 def test_after_backward_each_leaf_grad_matches_the_leaf(device, mode, data):
-    """In a compiled mode the program is compiled whole (every step's output returned) and backward runs from its last output."""
-    graph = data.draw(graphs(device=device, requires_grad=st.booleans(), mode=mode), label="graph")
+    """In a compiled mode the program is compiled whole (every step's output returned) and backward runs from its last output.
+    Every program has a leaf that requires grad and that the output was not computed from, but another value was
+    (``graphs(unrelated_leaf=True)``), so "keeps .grad None" is checked in every example."""
+    graph = data.draw(graphs(device=device, requires_grad=st.booleans(), mode=mode, unrelated_leaf=True), label="graph")
     behind = graph.leaves_behind(graph.n_values - 1)
     # at least one leaf the output was computed from requires grad, so there is a backward pass to check
     forced = data.draw(st.sampled_from(sorted(behind)), label="leaf behind the output made to require grad")
@@ -175,6 +206,25 @@ def test_grad_has_the_leaf_dtype_for_every_differentiable_dtype(device, mode, da
         clause="LEAF-4",
         what=f"(shape, dtype, device, requires_grad) of x.grad after (x * 2).abs().sum().backward() ({mode})",
     )
+
+
+@pytest.mark.spec("LEAF-4")
+def test_backward_from_one_of_two_outputs_leaves_the_other_leaf_grad_none(device, mode):
+    """A pinned reproduction of pytorch/pytorch#131794 (listed in conformance/spec/expectations.toml): in a compiled
+    mode the two-output program is compiled whole and backward runs from its first output only."""
+    a, b = _two_leaves_requiring_grad(device)
+    out_a, _ = mode.run(_two_outputs_each_from_one_leaf, a, b)
+    out_a.sum().backward()
+    what = f"after (a * 2).sum().backward() of the outputs of `return a * 2, b * 3` (a and b require grad; {mode})"
+    if a.grad is None:
+        fail("LEAF-4", f"a.grad should be set {what}, but it is None")
+    assert_equal(
+        (tuple(a.grad.shape), a.grad.dtype, a.grad.device, a.grad.requires_grad),
+        (tuple(a.shape), a.dtype, a.device, False),
+        clause="LEAF-4",
+        what=f"(shape, dtype, device, requires_grad) of a.grad {what}",
+    )
+    assert_equal(b.grad, None, clause="LEAF-4", what=f".grad of b (the output was not computed from it) {what}")
 
 
 # ----------------------------------------------------------------------------- LEAF-5
