@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from .markdown import OUTCOME_SYMBOLS, basis_remark, code_span, md_text, plural, table
 from .report_io import (
     EAGER,
+    OnTarget,
     ReportError,
     basis_of,
     clause_index,
     detail_of,
-    device_of,
     mode_of,
     report_devices,
     torch_version,
@@ -74,7 +74,7 @@ MARKDOWN_ICONS = {
 
 
 @dataclass(frozen=True)
-class Change:
+class Change(OnTarget):
     """One ``(clause, target)`` whose outcome differs; ``old``/``new`` are None where there is no record.
 
     ``target`` is the report's column: the device when eager, ``device@mode`` when compiled.
@@ -90,16 +90,6 @@ class Change:
     detail: str  # the new record's failure message or reason ("" if none)
     basis: str | None = None  # the clause's basis (NEW's, else OLD's); None in reports without one
     remark: str = ""  # "observed: no docs sentence states it" for a clause that is not documented
-
-    @property
-    def device(self) -> str:
-        """The physical device: ``cpu`` for ``cpu@compile:aot_eager``."""
-        return device_of(self.target)
-
-    @property
-    def mode(self) -> str:
-        """``eager`` or the compiled mode, ``compile:aot_eager``."""
-        return mode_of(self.target)
 
 
 @dataclass

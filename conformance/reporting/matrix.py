@@ -34,6 +34,7 @@ from .markdown import (
 )
 from .report_io import (
     EAGER,
+    OnTarget,
     OUTCOMES,
     ReportError,
     clause_sort_key,
@@ -56,21 +57,13 @@ ENVIRONMENT_COLUMNS = ("torch", "git", "build", "Python", "hypothesis profile", 
 
 
 @dataclass(frozen=True, eq=False)
-class Column:
+class Column(OnTarget):
     """One column of the matrix: a report (``source`` names its file) on one target (a device in a mode)."""
 
     source: str
     report: Mapping
     target: str  # the report's column: ``cpu`` (eager), ``cpu@compile:aot_eager``
     label: str
-
-    @property
-    def device(self) -> str:
-        return device_of(self.target)
-
-    @property
-    def mode(self) -> str:
-        return mode_of(self.target)
 
 
 def matrix_columns(named_reports: Sequence[tuple[str, Mapping]], modes: Sequence[str] | None = None) -> list[Column]:

@@ -28,6 +28,7 @@ from packaging.version import InvalidVersion, Version
 
 __all__ = [
     "BASES",
+    "OnTarget",
     "BASIS_MEANINGS",
     "OUTCOMES",
     "REPORT_SCHEMA",
@@ -321,6 +322,23 @@ def device_of(target: str) -> str:
 def mode_of(target: str) -> str:
     """The mode of a target: ``"cpu@compile:aot_eager"`` -> ``"compile:aot_eager"``, ``"cpu"`` -> ``"eager"``."""
     return split_target(target)[1]
+
+
+class OnTarget:
+    """Mixin for a record of one report column: its ``target`` (``cpu``, ``cpu@compile:aot_eager``) split into
+    ``device`` and ``mode``."""
+
+    target: str
+
+    @property
+    def device(self) -> str:
+        """The physical device: ``cpu`` for ``cpu@compile:aot_eager``."""
+        return device_of(self.target)
+
+    @property
+    def mode(self) -> str:
+        """``eager`` or the compiled mode, ``compile:aot_eager``."""
+        return mode_of(self.target)
 
 
 def report_devices(report: Mapping) -> list[str]:
