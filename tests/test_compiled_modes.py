@@ -231,3 +231,21 @@ def test_mode_objects_compile_only_when_compiled():
 
 def test_the_expectations_file_knows_the_same_modes_as_the_plugin():
     assert EXPECTATION_MODES == MODE_NAMES
+
+
+def test_a_tests_compilations_do_not_accumulate_in_the_shared_aot_backends(monkeypatch):
+    """torch <= 2.4 nests a backward-compiler wrapper in the shared aot_eager object per compilation (a
+    RecursionError after ~490 in one process, pytorch/pytorch#93935): the plugin restores the backends' kwargs
+    after each compiled test."""
+    from conformance.plugin import modes as plugin_modes
+
+    class FakeAotBackend:
+        def __init__(self):
+            self.kwargs = {"bw_compiler": "original"}
+
+    backend = FakeAotBackend()
+    monkeypatch.setattr(plugin_modes, "_aot_autograd_backends", lambda: [backend])
+    with plugin_modes._aot_backends_isolated():
+        backend.kwargs["bw_compiler"] = ("wrapper of", backend.kwargs["bw_compiler"])
+        backend.kwargs["added"] = True
+    assert backend.kwargs == {"bw_compiler": "original"}

@@ -6,7 +6,9 @@ runs it through ``torch.compile`` (``conformance/testlib/modes.py``).  For each
 test in a compiled mode :class:`CompiledModeRuns`
 
 * resets dynamo and its counters first, so that one test's compiled code, guards
-  and failures do not change the next test's outcome;
+  and failures do not change the next test's outcome, and afterwards undoes what
+  the test's compilations did to the shared AOTAutograd backend objects (torch <= 2.4
+  nests a wrapper per compilation in them until a RecursionError);
 * raises the recompile limits for the test (each hypothesis example is a new
   program; the default limit of 8 would silently fall back to eager);
 * runs fewer hypothesis examples (:func:`profiles.compiled_max_examples`): each
@@ -80,6 +82,36 @@ def target_unavailable(device: str | None, mode: str) -> str | None:
     return None
 
 
+def _aot_autograd_backends() -> list:
+    """The registered AOTAutograd backends (``aot_eager``, ...): process-wide objects, [] where torch has none."""
+    try:
+        from torch._dynamo.backends import registry
+        from torch._dynamo.backends.common import AotAutograd
+
+        registry._lazy_import()
+        return [backend for backend in registry._BACKENDS.values() if isinstance(backend, AotAutograd)]
+    except Exception:  # noqa: BLE001 - a torch without these internals has nothing to isolate
+        return []
+
+
+@contextlib.contextmanager
+def _aot_backends_isolated():
+    """Undo what a test's compilations did to the AOTAutograd backend objects.
+
+    Up to torch 2.4 each compilation wraps the shared backend's ``bw_compiler`` around the previous one
+    (``torch/_dynamo/backends/common.py``, pytorch/pytorch#93935) and ``torch._dynamo.reset()`` does not undo
+    it, so after about 490 compilations in one process every new graph's backward raises ``RecursionError``:
+    without this, a compiled run on 2.4 fails tests by their position in the run.
+    """
+    saved = [(backend, dict(backend.kwargs)) for backend in _aot_autograd_backends()]
+    try:
+        yield
+    finally:
+        for backend, kwargs in saved:
+            backend.kwargs.clear()
+            backend.kwargs.update(kwargs)
+
+
 @contextlib.contextmanager
 def _compiled_test_context(item: pytest.Item, profile: str):
     import torch._dynamo
@@ -103,7 +135,7 @@ def _compiled_test_context(item: pytest.Item, profile: str):
             phases=[phase for phase in hypothesis_settings.phases if phase is not hypothesis.Phase.shrink],
         )
     try:
-        with config.patch(patches):
+        with config.patch(patches), _aot_backends_isolated():
             yield counters
     finally:
         if hypothesis_settings is not None:
