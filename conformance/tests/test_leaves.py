@@ -169,6 +169,18 @@ def test_inputs_not_requiring_grad_are_none_in_next_functions(device, mode, sour
 # ----------------------------------------------------------------------------- LEAF-4
 
 
+def _assert_grad_matches_the_leaf(leaf: torch.Tensor, what: str) -> None:
+    """LEAF-4: ``leaf.grad`` has the leaf's shape, dtype and device, and does not itself require grad."""
+    __tracebackhide__ = True
+    grad = leaf.grad
+    assert_equal(
+        (tuple(grad.shape), grad.dtype, grad.device, grad.requires_grad),
+        (tuple(leaf.shape), leaf.dtype, leaf.device, False),
+        clause="LEAF-4",
+        what=f"(shape, dtype, device, requires_grad) of {what}",
+    )
+
+
 @pytest.mark.spec("LEAF-4")
 @given(data=st.data())
 def test_after_backward_each_leaf_grad_matches_the_leaf(device, mode, data):
@@ -187,12 +199,7 @@ def test_after_backward_each_leaf_grad_matches_the_leaf(device, mode, data):
             continue
         if leaf.grad is None:
             fail("LEAF-4", f"t{index} requires grad and the output was computed from it, its .grad should be set after backward ({mode}), but it is None\n{graph!r}")
-        assert_equal(
-            (tuple(leaf.grad.shape), leaf.grad.dtype, leaf.grad.device, leaf.grad.requires_grad),
-            (tuple(leaf.shape), leaf.dtype, leaf.device, False),
-            clause="LEAF-4",
-            what=f"(shape, dtype, device, requires_grad) of t{index}.grad ({mode})",
-        )
+        _assert_grad_matches_the_leaf(leaf, f"t{index}.grad ({mode})")
 
 
 @pytest.mark.spec("LEAF-4")
@@ -200,12 +207,7 @@ def test_after_backward_each_leaf_grad_matches_the_leaf(device, mode, data):
 def test_grad_has_the_leaf_dtype_for_every_differentiable_dtype(device, mode, data):
     x = data.draw(tensors(dtype=dtypes(DIFFERENTIABLE_DTYPES), shape=shapes(max_side=3), device=device, requires_grad=True), label="x")
     mode.run(lambda x: (x * 2).abs().sum(), x).backward()
-    assert_equal(
-        (tuple(x.grad.shape), x.grad.dtype, x.grad.device, x.grad.requires_grad),
-        (tuple(x.shape), x.dtype, x.device, False),
-        clause="LEAF-4",
-        what=f"(shape, dtype, device, requires_grad) of x.grad after (x * 2).abs().sum().backward() ({mode})",
-    )
+    _assert_grad_matches_the_leaf(x, f"x.grad after (x * 2).abs().sum().backward() ({mode})")
 
 
 @pytest.mark.spec("LEAF-4")
@@ -218,12 +220,7 @@ def test_backward_from_one_of_two_outputs_leaves_the_other_leaf_grad_none(device
     what = f"after (a * 2).sum().backward() of the outputs of `return a * 2, b * 3` (a and b require grad; {mode})"
     if a.grad is None:
         fail("LEAF-4", f"a.grad should be set {what}, but it is None")
-    assert_equal(
-        (tuple(a.grad.shape), a.grad.dtype, a.grad.device, a.grad.requires_grad),
-        (tuple(a.shape), a.dtype, a.device, False),
-        clause="LEAF-4",
-        what=f"(shape, dtype, device, requires_grad) of a.grad {what}",
-    )
+    _assert_grad_matches_the_leaf(a, f"a.grad {what}")
     assert_equal(b.grad, None, clause="LEAF-4", what=f".grad of b (the output was not computed from it) {what}")
 
 
