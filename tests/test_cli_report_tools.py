@@ -98,7 +98,7 @@ BAD_REPORTS = {
     ),
     "not compiled in a schema-1 report": (
         first_clause_with(devices={"cpu": {"outcome": "not compiled"}}),
-        "devices['cpu']: outcome 'not compiled' is new in schema version 2, and the report says 'schema_version': 1",
+        "devices['cpu']: 'outcome' is 'not compiled', new in schema version 2, and the report says 'schema_version': 1",
     ),
     "compiled record's mode not a string": (
         compiled_with(mode=1),
@@ -113,25 +113,25 @@ BAD_REPORTS = {
     "clauses not a list": (dict(valid(), clauses={}), "'clauses' is an object; expected a list"),
     "environment without torch": (
         dict(valid(), environment={"python": "3.11"}),
-        "'environment' has no 'torch' key",
+        "'environment': missing required key 'torch' (torch.__version__)",
     ),
     "clause without title": (
         make_report(clauses=[{"id": "ACCUM-1", "area": "accumulation", "devices": {}}]),
-        "clauses[0] (ACCUM-1): missing key 'title'",
+        "clauses[0] (ACCUM-1): missing required key 'title'",
     ),
     "unknown outcome": (
         first_clause_with(devices={"cpu": {"outcome": "xfailed"}}),
-        "clauses[0] (ACCUM-1): devices['cpu']: outcome 'xfailed'; expected one of 'failed', 'known failure'",
+        "clauses[0] (ACCUM-1): devices['cpu']: 'outcome' is 'xfailed'; expected one of 'failed', 'known failure'",
     ),
     "record without outcome": (
         first_clause_with(devices={"cpu": {"reason": ""}}),
-        "devices['cpu']: no 'outcome' key",
+        "clauses[0] (ACCUM-1): devices['cpu']: missing required key 'outcome'",
     ),
     "unknown basis": (
         first_clause_with(basis="folklore"),
-        "clauses[0] (ACCUM-1): basis 'folklore'; expected one of 'documented', 'observed', 'deprecated'",
+        "clauses[0] (ACCUM-1): 'basis' is 'folklore'; expected one of 'documented', 'observed', 'deprecated'",
     ),
-    "basis not a string": (first_clause_with(basis=None), "clauses[0] (ACCUM-1): 'basis' is null; expected a string"),
+    "basis not a string": (first_clause_with(basis=None), "clauses[0] (ACCUM-1): 'basis' is null; expected one of 'documented', 'observed'"),
     "duplicate clause": (
         make_report(clauses=[clause("ACCUM-1", cpu="passed"), clause("ACCUM-1", cpu="failed")]),
         "clause 'ACCUM-1' appears twice in 'clauses'",

@@ -1,8 +1,11 @@
 """Reading conformance reports (``docs/report-schema.md``, schema versions 1 and 2) back in.
 
-:func:`load_report` reads and validates one report; every problem with the
-input becomes a :class:`ReportError` whose message names the file and says what
-was expected, so the command-line tools can print it as one line.  The
+:func:`load_report` reads and validates one report -- against the JSON Schema
+shipped beside this module (``report.schema.json``, checked with the
+``jsonschema`` library), then what a schema cannot say; every problem with the
+input becomes a :class:`ReportError` whose message names the file, where in the
+report the problem is and what was expected, so the command-line tools can
+print it as one line.  The
 accessors below give the rest of the tools a view of a report keyed by
 ``(clause id, target)``: a target is a device in an execution mode, named by the
 device alone when eager (``cpu``) and ``device@mode`` when compiled
@@ -15,6 +18,7 @@ must work (and be fast) on a machine that only holds the JSON files.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -58,6 +62,11 @@ __all__ = [
     "torch_version",
     "validate_report",
     "write_text_atomically",
+    "SCHEMA_FILE",
+    "json_location",
+    "load_schema",
+    "schema_errors",
+    "schema_problem",
 ]
 
 #: the value of the report's ``schema`` field
@@ -87,22 +96,22 @@ VERDICTS = ("conforms", "violated")
 #: outcomes that schema version 2 added: a schema-1 report holding one is refused
 SCHEMA_2_OUTCOMES = ("not compiled",)
 
-#: top-level fields the tools read, with the JSON type each must have
-REQUIRED_TOP_LEVEL = {
-    "suite_version": str,
-    "verdict": str,
-    "environment": dict,
-    "devices": list,
-    "clauses": list,
-}
-REQUIRED_CLAUSE_FIELDS = {"id": str, "title": str, "area": str, "devices": dict}
-#: clause fields added within schema version 1: absent from older reports (docs/reports/), checked when present
-OPTIONAL_CLAUSE_FIELDS = {"basis": str, "basis_note": str}
-OPTIONAL_RECORD_FIELDS = {"reason": str, "message": str, "tests": list}
-#: fields of a compiled target's record (schema version 2): its physical device and its mode
-COMPILED_RECORD_FIELDS = {"device": str, "mode": str}
+#: the JSON Schema of the report (draft 2020-12, schema versions 1 and 2), shipped with the package
+SCHEMA_FILE = Path(__file__).resolve().parent / "report.schema.json"
 
-JSON_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "a list", bool: "a boolean"}
+#: JSON Schema type names as the messages say them
+JSON_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "object": "an object",
+    "array": "a list",
+    "boolean": "a boolean",
+    "null": "null",
+}
+#: objects of the report keyed by names (targets, devices, outcomes) rather than by fields: a key inside
+#: one is shown as ``devices['cpu']`` in a message, a field as ``'reason'``
+NAMED_MAPS = ("devices", "totals", "device_status")
 
 
 class ReportError(ValueError):
@@ -147,32 +156,24 @@ def _read_text(path: Path, name: str) -> str:
 
 
 def validate_report(report: Any, name: str) -> None:
-    """Raise :class:`ReportError` for the first problem that stops the tools from reading ``report``."""
+    """Raise :class:`ReportError` for the first problem that stops the tools from reading ``report``.
+
+    In three steps: ``schema`` and ``schema_version`` first (a file that is no
+    conformance report, or one of a schema version this reader does not know,
+    is named as such rather than by its first odd field); then the layout,
+    against the JSON Schema :data:`SCHEMA_FILE` with the ``jsonschema`` library
+    (:func:`schema_problem`); last, what a schema cannot express: each clause
+    appears once, and every target's mode is one of the report's ``modes``.
+    """
     if not isinstance(report, dict):
         raise ReportError(f"{name}: the top level is {_json_type(report)}; expected a JSON object (a report)")
     _check_schema(report, name)
-    missing = [key for key in REQUIRED_TOP_LEVEL if key not in report]
-    if missing:
-        plural = "s" if len(missing) > 1 else ""
-        raise ReportError(
-            f"{name}: missing required key{plural} {', '.join(repr(k) for k in missing)} "
-            f"(report schema version {report['schema_version']}, see docs/report-schema.md)"
-        )
-    for key, expected_type in REQUIRED_TOP_LEVEL.items():
-        _check_type(report[key], expected_type, f"{name}: {key!r}")
-    if report["verdict"] not in VERDICTS:
-        raise ReportError(f"{name}: 'verdict' is {report['verdict']!r}; expected one of {_listing(VERDICTS)}")
-    _check_environment(report["environment"], name)
-    _check_devices(report["devices"], name)
-    version = report["schema_version"]
-    if version >= 2:
-        _check_modes(report, name)
-    seen: set[str] = set()
-    for index, clause in enumerate(report["clauses"]):
-        _check_clause(clause, f"{name}: clauses[{index}]", version)
-        if clause["id"] in seen:
-            raise ReportError(f"{name}: clause {clause['id']!r} appears twice in 'clauses'; expected one entry each")
-        seen.add(clause["id"])
+    problem = schema_problem(report)
+    if problem is not None:
+        raise ReportError(f"{name}: {problem}")
+    if report["schema_version"] >= 2:
+        _check_target_modes(report, name)
+    _check_unique_clauses(report, name)
 
 
 def _check_schema(report: dict, name: str) -> None:
@@ -198,16 +199,9 @@ def _versions_phrase(conjunction: str) -> str:
     return f"{', '.join(head)}{conjunction}{last}" if head else last
 
 
-def _check_modes(report: dict, name: str) -> None:
-    """Schema 2: ``modes`` lists the run's modes, and every target's mode is one of them."""
-    if "modes" not in report:
-        raise ReportError(
-            f"{name}: missing required key 'modes' (report schema version 2, see docs/report-schema.md)"
-        )
+def _check_target_modes(report: dict, name: str) -> None:
+    """Schema 2: every target's mode is one of the run's ``modes``."""
     modes = report["modes"]
-    _check_type(modes, list, f"{name}: 'modes'")
-    for mode in modes:
-        _check_type(mode, str, f"{name}: an entry of 'modes'")
     for target in report["devices"]:
         if mode_of(target) not in modes:
             raise ReportError(
@@ -216,59 +210,209 @@ def _check_modes(report: dict, name: str) -> None:
             )
 
 
-def _check_environment(environment: dict, name: str) -> None:
-    if "torch" not in environment:
-        raise ReportError(f"{name}: 'environment' has no 'torch' key; expected the torch version that ran")
-    _check_type(environment["torch"], str, f"{name}: 'environment.torch'")
+def _check_unique_clauses(report: dict, name: str) -> None:
+    seen: set[str] = set()
+    for clause in report["clauses"]:
+        if clause["id"] in seen:
+            raise ReportError(f"{name}: clause {clause['id']!r} appears twice in 'clauses'; expected one entry each")
+        seen.add(clause["id"])
 
 
-def _check_devices(devices: list, name: str) -> None:
-    for device in devices:
-        _check_type(device, str, f"{name}: an entry of 'devices'")
+# ---------------------------------------------------------------------------- the JSON Schema
 
 
-def _check_clause(clause: Any, where: str, version: int = REPORT_SCHEMA_VERSION) -> None:
-    _check_type(clause, dict, where)
-    missing = [key for key in REQUIRED_CLAUSE_FIELDS if key not in clause]
-    if missing:
-        ident = f" ({clause['id']})" if isinstance(clause.get("id"), str) else ""
-        raise ReportError(f"{where}{ident}: missing key{'s' if len(missing) > 1 else ''} {_listing(missing)}")
-    where = f"{where} ({clause['id']})" if isinstance(clause["id"], str) else where
-    for key, expected_type in REQUIRED_CLAUSE_FIELDS.items():
-        _check_type(clause[key], expected_type, f"{where}: {key!r}")
-    for key, expected_type in OPTIONAL_CLAUSE_FIELDS.items():
-        if key in clause:
-            _check_type(clause[key], expected_type, f"{where}: {key!r}")
-    if "basis" in clause and clause["basis"] not in BASES:
-        raise ReportError(f"{where}: basis {clause['basis']!r}; expected one of {_listing(BASES)}")
-    for device, record in clause["devices"].items():
-        _check_record(record, f"{where}: devices[{device!r}]", version)
+def load_schema() -> dict:
+    """The report's JSON Schema (:data:`SCHEMA_FILE`, draft 2020-12), parsed: a fresh copy for the caller."""
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 
 
-def _check_record(record: Any, where: str, version: int = REPORT_SCHEMA_VERSION) -> None:
-    _check_type(record, dict, where)
-    outcomes = OUTCOMES if version >= 2 else tuple(o for o in OUTCOMES if o not in SCHEMA_2_OUTCOMES)
-    if "outcome" not in record:
-        raise ReportError(f"{where}: no 'outcome' key; expected one of {_listing(outcomes)}")
-    if record["outcome"] in SCHEMA_2_OUTCOMES and version < 2:
-        raise ReportError(
-            f"{where}: outcome {record['outcome']!r} is new in schema version 2, and the report says "
-            f"'schema_version': {version}; expected one of {_listing(outcomes)}"
+@functools.lru_cache(maxsize=None)
+def _validator() -> Any:
+    """The schema's validator, built once per process.
+
+    ``jsonschema`` is imported here, on the first report read, so that the
+    plugin (which writes reports and reads none) never pays for it. The
+    schema's ``$ref``s are inlined first: the schema has no recursion, and
+    resolving a reference for every test of a 2600-test report took about
+    40% of the validation time.
+    """
+    import jsonschema
+
+    schema = load_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))
+
+
+def _inline_refs(node: Any, definitions: Mapping[str, Any]) -> Any:
+    """``node`` with every ``{"$ref": "#/$defs/NAME", ...}`` replaced by the definition (its siblings kept
+    beside it in an ``allOf``) and the ``$defs`` dropped."""
+    if isinstance(node, list):
+        return [_inline_refs(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = _inline_refs(definitions[node["$ref"].rpartition("/")[2]], definitions)
+        siblings = {key: value for key, value in node.items() if key != "$ref"}
+        return {"allOf": [target, _inline_refs(siblings, definitions)]} if siblings else target
+    return {key: _inline_refs(value, definitions) for key, value in node.items() if key != "$defs"}
+
+
+def schema_errors(report: Any) -> list:
+    """Every violation of the JSON Schema in ``report``, as ``jsonschema.ValidationError`` objects.
+
+    A valid report is recognised fast: the schema is first checked on a
+    *digest* of the report (:func:`_digest`), which validates exactly when the
+    report does; only an invalid report is walked whole, to say where it fails.
+    """
+    validator = _validator()
+    if validator.is_valid(_digest(report)):
+        return []
+    return list(validator.iter_errors(report))
+
+
+#: fields that the schema checks by type alone (free text, node ids, clause ID lists): the digest puts an
+#: empty value of the same type in their place (tests/test_report_schema.py checks that the schema still
+#: constrains them by type alone): of a ``tests[]`` entry, of a clause's outcome record, of a clause
+TYPE_ONLY_TEST_FIELDS = ("nodeid", "message", "reproduce", "device", "clauses")
+TYPE_ONLY_RECORD_FIELDS = ("reason", "message", "tests")
+TYPE_ONLY_CLAUSE_FIELDS = ("id", "title", "area", "area_title", "versions", "basis_note")
+
+
+def _digest(report: Any) -> Any:
+    """What :func:`schema_errors` validates first: ``report`` with the :data:`TYPE_ONLY_TEST_FIELDS` of each
+    ``tests[]`` entry, the :data:`TYPE_ONLY_CLAUSE_FIELDS` of each clause and the :data:`TYPE_ONLY_RECORD_FIELDS`
+    of its records replaced by an empty value of the same JSON type, and the entries of ``tests`` and ``clauses``
+    that then look alike kept once.
+
+    It validates exactly when ``report`` does: the schema looks at those fields' types only, and at nothing of
+    the two lists but their entries (that clause IDs are unique is checked in code, on the report). The 2600
+    tests and 126 clauses of a full compiled run digest into a few dozen entries, and validation takes a
+    fraction of the time.
+    """
+    if not isinstance(report, dict):
+        return report
+    digest = dict(report)
+    for key, fields in (("tests", TYPE_ONLY_TEST_FIELDS), ("clauses", TYPE_ONLY_CLAUSE_FIELDS)):
+        if isinstance(report.get(key), list):
+            distinct: dict[str, Any] = {}
+            for entry in report[key]:
+                entry = _emptied_fields(entry, fields)
+                if key == "clauses" and isinstance(entry, dict) and isinstance(entry.get("devices"), dict):
+                    entry["devices"] = {t: _emptied_fields(r, TYPE_ONLY_RECORD_FIELDS) for t, r in entry["devices"].items()}
+                distinct.setdefault(json.dumps(entry, sort_keys=True), entry)
+            digest[key] = list(distinct.values())
+    return digest
+
+
+def _emptied_fields(entry: Any, fields: Sequence[str]) -> Any:
+    if not isinstance(entry, dict):
+        return entry
+    return {key: _emptied(value) if key in fields else value for key, value in entry.items()}
+
+
+def _emptied(value: Any) -> Any:
+    """An empty value of ``value``'s JSON type (a list of strings stays a list of strings: the empty one)."""
+    if isinstance(value, str):
+        return ""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return []
+    return value
+
+
+def schema_problem(report: Any) -> str | None:
+    """The first violation of the JSON Schema in ``report`` as one line (where, what, what was expected),
+    None when there is none.
+
+    "First" is the shallowest: a missing top-level key before a bad record
+    deep in a clause, and within a depth, in the schema's order. The keys an
+    object misses are named together.
+    """
+    errors = sorted(schema_errors(report), key=lambda error: len(error.absolute_path))
+    if not errors:
+        return None
+    first = errors[0]
+    where = json_location(report, first.absolute_path)
+    if first.validator == "required":
+        missing = list(
+            dict.fromkeys(
+                key
+                for error in errors
+                if error.validator == "required" and list(error.absolute_path) == list(first.absolute_path)
+                for key in error.validator_value
+                if key not in error.instance
+            )
         )
-    if record["outcome"] not in outcomes:
-        raise ReportError(f"{where}: outcome {record['outcome']!r}; expected one of {_listing(outcomes)}")
-    for key, expected_type in OPTIONAL_RECORD_FIELDS.items():
-        if key in record:
-            _check_type(record[key], expected_type, f"{where}: {key!r}")
-    for key, expected_type in COMPILED_RECORD_FIELDS.items():
-        if key in record:
-            _check_type(record[key], expected_type, f"{where}: {key!r}")
+        keys = f"missing required key{'s' if len(missing) > 1 else ''} {_listing(missing)}"
+        if not where:
+            return f"{keys} (report schema version {report['schema_version']}, see docs/report-schema.md)"
+        meaning = first.schema.get("properties", {}).get(missing[0], {}).get("description")
+        return f"{where}: {keys}" + (f" ({meaning})" if len(missing) == 1 and meaning else "")
+    return _describe(first, where, report)
 
 
-def _check_type(value: Any, expected_type: type, what: str) -> None:
-    # bool is an int subclass in Python, but not an integer in JSON.
-    if not isinstance(value, expected_type) or (expected_type is int and isinstance(value, bool)):
-        raise ReportError(f"{what} is {_json_type(value)}; expected {JSON_TYPE_NAMES[expected_type]}")
+def _describe(error: Any, where: str, report: Mapping) -> str:
+    value, rule, keyword = error.instance, error.validator_value, error.validator
+    if "propertyNames" in error.absolute_schema_path:  # the key of an object, not a value
+        where = f"{where}: key"
+    if keyword == "type":
+        wanted = [rule] if isinstance(rule, str) else list(rule)
+        return f"{where} is {_json_type(value)}; expected {' or '.join(JSON_TYPE_NAMES[t] for t in wanted)}"
+    if keyword == "enum":
+        expected = f"expected one of {_listing(rule)}"
+        version = report.get("schema_version")
+        if value in SCHEMA_2_OUTCOMES and version is not None and version < 2:
+            return (
+                f"{where} is {_shown(value)}, new in schema version 2, and the report says "
+                f"'schema_version': {version}; {expected}"
+            )
+        return f"{where} is {_shown(value)}; {expected}"
+    if keyword == "const":
+        return f"{where} is {_shown(value)}; expected {_shown(rule)}"
+    if keyword in ("minItems", "maxItems"):
+        bound = "at least" if keyword == "minItems" else "at most"
+        return f"{where} has {len(value)} entr{'y' if len(value) == 1 else 'ies'}; expected {bound} {rule}"
+    if keyword == "pattern":
+        return f"{where} is {_shown(value)}; expected {error.schema.get('description') or f'text matching {rule}'}"
+    return f"{where}: {error.message}"
+
+
+def json_location(report: Any, path: Sequence[str | int]) -> str:
+    """Where ``path`` (keys and indices from the top) points in ``report``, as the messages say it:
+    ``'verdict'``, ``'environment.torch'``, ``devices[1]``, ``clauses[0] (ACCUM-1): devices['cpu']: 'outcome'``,
+    ``tests[3] (t.py::test[cpu]): 'mode'``; ``""`` for the top level.
+
+    A list entry is shown with its index (and what names it: a clause's ``id``, a test's ``nodeid``, an
+    expectation's ``clause``); an entry of an object keyed by names (:data:`NAMED_MAPS`: targets, devices)
+    with its name; a field with its key, quoted.
+    """
+    parts: list[str] = []
+    prefix: list[str] = []  # keys of plain objects on the way, joined by dots
+    node = report
+    path = list(path)
+    index = 0
+    while index < len(path):
+        key = path[index]
+        child = node[key] if isinstance(node, (dict, list)) else None
+        following = path[index + 1] if index + 1 < len(path) else None
+        if following is not None and (isinstance(following, int) or key in NAMED_MAPS):
+            label = ".".join([*prefix, str(key)]) + (f"[{following}]" if isinstance(following, int) else f"[{following!r}]")
+            entry = child[following] if isinstance(child, (dict, list)) else None
+            naming = _NAMING_FIELDS.get(str(key))
+            if naming and isinstance(entry, dict) and isinstance(entry.get(naming), str):
+                label += f" ({entry[naming]})"
+            parts.append(label)
+            prefix, node, index = [], entry, index + 2
+        elif following is None:
+            parts.append(repr(".".join([*prefix, str(key)])) if isinstance(key, str) else f"[{key}]")
+            index += 1
+        else:
+            prefix.append(str(key))
+            node, index = child, index + 1
+    return ": ".join(parts)
+
+
+#: the field that names an entry of a list, shown beside its index in messages
+_NAMING_FIELDS = {"clauses": "id", "tests": "nodeid", "applied": "clause", "stale": "clause"}
 
 
 def _json_type(value: Any) -> str:
@@ -276,15 +420,28 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    for python_type, description in JSON_TYPE_NAMES.items():
-        if isinstance(value, python_type):
-            return description
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
     return "a number"
+
+
+def _shown(value: Any) -> str:
+    """A JSON value in a message: strings quoted as Python does (``'maybe'``), short; others as JSON."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, (dict, list)):
+        return _json_type(value)
+    return json.dumps(value)
 
 
 def _listing(values: Sequence[str]) -> str:
     return ", ".join(repr(v) for v in values)
-
 
 # --------------------------------------------------------------------------------------------------
 # accessors
