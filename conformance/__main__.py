@@ -1,6 +1,7 @@
-"""``python -m conformance``: the report tools (summary, diff, matrix); see :mod:`conformance.reporting.cli`."""
+"""``python -m conformance``: the ``autograd-conformance`` command (``run`` and the report tools); see
+:mod:`conformance.command`."""
 
-from .reporting.cli import main
+from .command import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,40 +1,34 @@
-"""The pytest plugin: options, the run's setup, device parametrization, state guard.
+"""The pytest plugin: options, and the decision whether a session is a conformance run.
 
-Loaded by the repository's top-level ``conftest.py``; for an installed copy run
-``pytest -p conformance.plugin --pyargs conformance.tests``.  Its parts, each
-registered for the session by ``pytest_configure``: ``collection.py`` (citations,
---clause, version ranges, known failures marked), ``recording.py`` (each test's
-outcome), ``known_failures.py`` (stale expectations), ``verdict.py`` (the report
-and the verdict), ``device_rules.py`` (declared device rules); the state they
-share is ``run_state.RunState``.
+Installed with the package as a ``pytest11`` entry point named ``conformance.plugin``
+(``pyproject.toml``), so pytest loads it in every session of the environment and
+knows its options before it parses the command line; ``-p conformance.plugin``
+and the repository conftest's ``pytest_plugins`` name the same plugin and never
+register it twice (``-p no:conformance.plugin`` turns it off).  Everything but the
+options waits for ``activation.py`` to find the session a conformance run; a
+dormant session (a user's own tests) imports neither torch nor the specs and gets
+no fixture, parametrization, hypothesis profile, header or report from it.
+A conformance run is set up by ``session.activate``: the run's parts, each in
+a module of its own, share ``run_state.RunState``; ``fixtures.py`` holds the
+``device``/``mode`` fixtures and the autouse state guard.
+
+The installed suite runs from anywhere with ``autograd-conformance run [PYTEST ARGS]``
+(``conformance/command.py``).
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
-import hypothesis
 import pytest
-import torch
 
-from .. import __version__, emulator
-from . import profiles, state
-from ..spec.expectations import DEFAULT_EXPECTATIONS, ExpectationsError, load_expectations
-from ..spec.registry import SpecError, load_specs
-from .collection import CollectionRules
-from .device_rules import (  # noqa: F401 (hook implementations, registered with this module)
-    pytest_collection_modifyitems_device_rules,
-    pytest_configure_device_rules,
-)
-from .backends import BackendError, import_backends
-from .devices import DEFAULT_DEVICES, probe, resolve_requested, status_in_run
-from .modes import CompiledModeRuns, resolve_modes, use_persistent_inductor_cache
-from ..testlib.modes import EAGER, MODE_NAMES, Mode
-from .recording import OutcomeRecorder
-from .run_state import PACKAGE_TESTS, SPEC_MARKER, RunState
-from .verdict import ReportAndVerdict
+from ..testlib.modes import MODE_NAMES
+from .activation import activation_reason
 
 DEFAULT_REPORT = "conformance-report.json"
+#: the plugin's options that take a value (a path, a name), as the trap check below looks for them
+_VALUE_OPTIONS = ("--device", "--mode", "--backend", "--clause", "--specs-dir", "--conformance-report", "--expectations")
 
 
 # ----------------------------------------------------------------------------- options
@@ -97,6 +91,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "other load on the machine cannot stall a thread barrier; 0 keeps torch's own default)",
     )
     parser.addini(
+        "conformance_installed_run",
+        type="bool",
+        default=False,
+        help="run the installed suite from any directory (set by autograd-conformance run's ini file): without test "
+        "paths collect the conformance package's tests/; read a test path that does not exist from the current "
+        "directory from the rootdir, so a report's node ids work as arguments",
+    )
+    parser.addini(
         "conformance_testpaths",
         type="paths",
         help="directories holding conformance tests (each must cite a clause); "
@@ -107,166 +109,58 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # ----------------------------------------------------------------------------- the run
 
 
-_RUN = pytest.StashKey[RunState]()
-
-
-# ----------------------------------------------------------------------------- setup
-
-
-class _TorchGlobalRandom:
-    """Lets hypothesis seed (and restore) torch's global CPU RNG for every example."""
-
-    def seed(self, seed: int) -> None:
-        torch.manual_seed(seed)
-
-    def getstate(self):
-        return torch.get_rng_state()
-
-    def setstate(self, rng_state) -> None:
-        torch.set_rng_state(rng_state)
-
-
-_TORCH_RANDOM = _TorchGlobalRandom()
-
-
 @pytest.hookimpl(tryfirst=True)  # before hypothesis' plugin applies --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", f"{SPEC_MARKER}(*clause_ids): the spec clauses a conformance test checks")
-    profiles.register_profiles()
-    profile = config.getoption("--hypothesis-profile", None) or profiles.selected_profile()
-    if profile not in profiles.PROFILES:
-        raise pytest.UsageError(f"unknown hypothesis profile {profile!r}; known: {', '.join(profiles.PROFILES)}")
-    hypothesis.settings.load_profile(profile)
-    hypothesis.register_random(_TORCH_RANDOM)
+    if activation_reason(config, DEFAULT_REPORT) is None:
+        return  # not a conformance run: stay dormant
+    _refuse_a_misplaced_rootdir(config)
+    from . import session  # torch, hypothesis, the specs: only now
 
-    specs_dir = config.getoption("specs_dir")
-    try:
-        registry = load_specs(Path(specs_dir).resolve() if specs_dir else None)
-    except SpecError as exc:
-        raise pytest.UsageError(str(exc)) from None
-
-    try:
-        import_backends(config.getoption("backend") or [])
-    except BackendError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    devices, explicit = resolve_requested(config.getoption("device"))
-    if explicit:
-        unavailable = [probe(name) for name in devices if not probe(name).available]
-        if unavailable:
-            available = [name for name in DEFAULT_DEVICES if probe(name).available]
-            raise pytest.UsageError(
-                "requested device(s) not available: "
-                + "; ".join(status.reason for status in unavailable)
-                + f". Available here: {', '.join(available)}"
-            )
-
-    # The emulated device registers its device type now, before any test runs a backward:
-    # the autograd engine sizes its per-device worker pool at the first backward of the
-    # process, and a device type registered after that has no worker.
-    for name in devices:
-        if name.split(":")[0] == emulator.DEVICE_TYPE:
-            status_in_run(name, explicit)
-
-    modes = resolve_modes(config.getoption("mode"))
-    use_persistent_inductor_cache(modes)
-
-    clause_filter = frozenset(
-        part.strip() for value in config.getoption("clause") or () for part in value.split(",") if part.strip()
-    )
-    unknown = sorted(clause_filter - set(registry))
-    if unknown:
-        raise pytest.UsageError(f"--clause names unknown clause ID(s): {', '.join(unknown)}")
-
-    expectations_path = _expectations_path(config)
-    try:
-        expectations = load_expectations(expectations_path, registry) if expectations_path else []
-    except ExpectationsError as exc:
-        raise pytest.UsageError(str(exc)) from None
-
-    roots = [Path(p).resolve() for p in config.getini("conformance_testpaths")] or [PACKAGE_TESTS]
-    run = RunState(
-        registry,
-        devices,
-        explicit,
-        profile,
-        clause_filter,
-        roots,
-        expectations=[e for e in expectations if e.in_force(torch.__version__)],
-        expectations_path=expectations_path,
-        seed=config.getoption("--hypothesis-seed", None),
-        modes=modes,
-    )
-    config.stash[_RUN] = run
-    for part in (CollectionRules(run), OutcomeRecorder(run), ReportAndVerdict(run), CompiledModeRuns(profile)):
-        config.pluginmanager.register(part, f"autograd-conformance-{type(part).__name__}")
+    session.activate(config)
 
 
-def _expectations_path(config: pytest.Config) -> Path | None:
-    value = config.getoption("expectations")
-    if value is None:  # the suite's own known failures go with the suite's own specs
-        return None if config.getoption("specs_dir") else DEFAULT_EXPECTATIONS
-    if not value:
-        return None
-    path = Path(value)
-    return path if path.is_absolute() else config.invocation_params.dir / path
+def _refuse_a_misplaced_rootdir(config: pytest.Config) -> None:
+    """Refuse a run whose rootdir pytest chose from an option's value taken for a test path.
 
-
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    run = config.stash[_RUN]
-    return [
-        f"autograd-conformance {__version__}: torch {torch.__version__}, {len(run.registry)} clauses, "
-        f"devices: {', '.join(run.devices)}, modes: {', '.join(run.modes)}, hypothesis profile: {run.profile}"
+    pytest picks its rootdir and ini file from the positional arguments *before* it loads any plugin, so
+    ``pytest --expectations /elsewhere/x.toml`` (the value space-separated) makes ``/elsewhere`` the rootdir:
+    the project's ini file (``xfail_strict``, ``testpaths``) is not read and the run collects the current
+    directory.  The ``=`` form is parsed right from the start; ``autograd-conformance run`` fixes the rootdir.
+    """
+    expected = _rootdir_from_positionals(config)
+    if expected is None or expected == config.rootpath:
+        return
+    args = list(config.invocation_params.args)
+    culprits = [
+        f"{args[i]} {args[i + 1]}"
+        for i in range(len(args) - 1)
+        if args[i] in _VALUE_OPTIONS and not args[i + 1].startswith("-")
     ]
+    named = culprits[0] if culprits else "an option's value"
+    fixed = named.replace(" ", "=", 1) if culprits else "OPTION=VALUE"
+    raise pytest.UsageError(
+        f"pytest took the value in '{named}' for a test path and chose the rootdir {config.rootpath} from it "
+        f"(instead of {expected}); write '{fixed}', or use 'autograd-conformance run'"
+    )
 
 
-# ----------------------------------------------------------------------------- devices
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    run = metafunc.config.stash[_RUN]
-    if "device" in metafunc.fixturenames:
-        metafunc.parametrize("device", run.devices, indirect=True, ids=str, scope="session")
-    # Only conformance tests run in compiled modes; an eager-only run keeps the test ids it always had.
-    if run.modes != [EAGER] and "mode" in metafunc.fixturenames and run.is_conformance_path(metafunc.definition.path):
-        metafunc.parametrize("mode", run.modes, indirect=True, ids=str, scope="session")
-
-
-@pytest.fixture(scope="session")
-def device(request: pytest.FixtureRequest) -> str:
-    """The torch device string under test; an absent auto-detected device skips here, lazily."""
-    status = status_in_run(request.param, request.config.stash[_RUN].explicit_devices)
-    if not status.available:
-        pytest.skip(status.reason)
-    return request.param
-
-
-@pytest.fixture(scope="session")
-def mode(request: pytest.FixtureRequest) -> Mode:
-    """The execution mode under test (``conformance/testlib/modes.py``): eager unless ``--mode`` names others."""
-    return Mode(getattr(request, "param", EAGER))
-
-
-@pytest.fixture(autouse=True)
-def _every_test_has_a_mode(mode: Mode) -> None:
-    """Gives every test a ``mode``, so that a test that ignores it is still run (and judged) in each mode."""
-
-
-# ----------------------------------------------------------------------------- state guard
-
-
-@pytest.fixture(autouse=True)
-def _autograd_state_guard():
-    """Fail any test that leaves grad mode, inference mode, anomaly mode or the default dtype changed."""
-    before = state.capture()
-    yield
-    changes = state.differences(before, state.capture())
-    if changes:
-        state.restore(before)
-        pytest.fail(
-            "test left global autograd state changed: "
-            + "; ".join(changes)
-            + " (use a context manager or try/finally so the state is restored)",
-            pytrace=False,
-        )
-
-
+def _rootdir_from_positionals(config: pytest.Config) -> Path | None:
+    """The rootdir pytest would choose from the session's real positional arguments (None: cannot tell)."""
+    try:
+        from _pytest.config.findpaths import determine_setup
+    except ImportError:  # pragma: no cover - pytest moved it
+        return None
+    option = config.option
+    offered = {
+        "inifile": getattr(option, "inifilename", None),
+        "override_ini": getattr(option, "override_ini", None),
+        "args": [str(a) for a in getattr(option, "file_or_dir", None) or ()],
+        "rootdir_cmd_arg": getattr(option, "rootdir", None) or None,
+        "invocation_dir": config.invocation_params.dir,
+        "config": config,
+    }
+    try:
+        accepted = inspect.signature(determine_setup).parameters
+        return Path(determine_setup(**{k: v for k, v in offered.items() if k in accepted})[0])
+    except Exception:  # noqa: BLE001 - a pytest whose internals differ: skip the check
+        return None
