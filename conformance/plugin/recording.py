@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from .modes import NOT_COMPILED
@@ -18,8 +20,10 @@ class OutcomeRecorder:
             return
         if report.failed:
             if record.outcome not in ("failed", "error"):
-                record.outcome = "failed" if report.when == "call" else "error"
+                # "???": xdist's report of a test that crashed its worker (distributed.py): the test failed
+                record.outcome = "failed" if report.when in ("call", "???") else "error"
                 record.message = _failure_message(report)
+                record.reproduce = reproduce_failure_decorator(report.longreprtext)
         elif report.skipped and hasattr(report, "wasxfail"):
             record.outcome = "known failure"
             record.message = report.wasxfail
@@ -33,6 +37,16 @@ class OutcomeRecorder:
                 record.message = reason.removeprefix("Skipped: ")
         elif report.when == "call" and record.outcome == "not run":
             record.outcome = "passed"
+
+
+#: what hypothesis prints under a failure (settings ``print_blob``): the decorator that replays the example
+_REPRODUCE_FAILURE = re.compile(r"@reproduce_failure\('[^']+', b'[^']*'\)")
+
+
+def reproduce_failure_decorator(text: str) -> str | None:
+    """The ``@reproduce_failure('VERSION', b'BLOB')`` hypothesis printed in a failure's text, if any (the last)."""
+    found = _REPRODUCE_FAILURE.findall(text or "")
+    return found[-1] if found else None
 
 
 def _failure_message(report: pytest.TestReport) -> str:

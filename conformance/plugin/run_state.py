@@ -51,6 +51,30 @@ class RunState:
     def is_benchmark(self, item: pytest.Item) -> bool:
         return _under(item, [PACKAGE_BENCHMARKS])
 
+    # ------------------------------------------------------------------ across pytest-xdist processes
+
+    def collected(self) -> dict:
+        """What collection learnt, as plain data: each conformance test (in collection order, outcome not yet
+        known), the tests citing each clause, and the tests each expectation marks (by its index in
+        :attr:`expectations`).  An xdist worker sends it to the controller, which collects nothing itself
+        (:meth:`adopt_collected`); every worker collects the same tests, so any one worker's copy will do."""
+        index = {expectation: i for i, expectation in enumerate(self.expectations)}
+        return {
+            "records": [[r.nodeid, list(r.clauses), r.device, r.mode] for r in self.records.values()],
+            "citations": {cid: list(nodeids) for cid, nodeids in self.citations.items()},
+            "expected_failures": [[index[e], list(nodeids)] for e, nodeids in self.expected_failures.items()],
+        }
+
+    def adopt_collected(self, data: dict) -> None:
+        """Take over a worker's :meth:`collected` (the controller's expectations are read from the same file)."""
+        self.records = {
+            nodeid: TestRecord(nodeid, tuple(clauses), device, mode=mode) for nodeid, clauses, device, mode in data["records"]
+        }
+        self.citations = defaultdict(list, {cid: list(nodeids) for cid, nodeids in data["citations"].items()})
+        self.expected_failures = defaultdict(
+            list, {self.expectations[i]: list(nodeids) for i, nodeids in data["expected_failures"]}
+        )
+
 
 def _under(item: pytest.Item, roots: list[Path]) -> bool:
     path = Path(str(item.path)).resolve()

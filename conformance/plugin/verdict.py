@@ -10,6 +10,7 @@ import torch
 from ..reporting.report import build_report, clause_outcomes, tally, write_json_atomically
 from ..reporting.report_io import BASIS_MEANINGS, counts_phrase, split_target, target_name
 from .devices import status_in_run
+from .distributed import is_xdist_worker
 from .environment import collect_environment
 from .known_failures import expectations_summary, stale_expectations
 from .run_state import RunState
@@ -21,6 +22,8 @@ class ReportAndVerdict:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         path = session.config.getoption("conformance_report")
+        if is_xdist_worker(session.config):
+            return  # the controller writes the one report of an xdist run (distributed.py)
         if exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
             self.run.records.clear()  # the run never started: no report, no summary that reads as outcomes
             return

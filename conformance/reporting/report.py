@@ -101,6 +101,9 @@ class TestRecord:
     outcome: str = "not run"  # passed | failed | error | skipped | known failure | not compiled | not run
     message: str = ""
     mode: str = EAGER
+    #: a failed hypothesis test's ``@reproduce_failure(...)`` decorator, which replays the failing example
+    #: (``--replay REPORT``); None for every other test
+    reproduce: str | None = None
 
 
 def _outcome_of(records: list[TestRecord]) -> tuple[str, str, str]:
