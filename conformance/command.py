@@ -22,8 +22,10 @@ pytest's.  It calls ``pytest.main`` in this process with
   before pytest could mark it for assertion rewriting: this command imported it;
   the modules the run imports (plugin, tests, test helpers) are still rewritten.
 
-Without test paths it collects the installed ``conformance/tests``; node ids as a
-report prints them (``conformance/tests/test_detach.py::...``) work as arguments
+Without test paths it collects the installed ``conformance/tests``: ``run`` always
+ends the command line with that directory, and the plugin drops it where the
+user named test paths (so pytest never anchors at the current directory and never
+loads a ``conftest.py`` found there); node ids as a report prints them (``conformance/tests/test_detach.py::...``) work as arguments
 from any directory (``session.py``, ``conformance_installed_run``).  The report is
 written to the current directory (``conformance-report.json``), like relative
 ``--expectations`` and ``--conformance-report`` paths.
@@ -74,13 +76,15 @@ commands:
 def pytest_arguments(args: Sequence[str], cwd: Path | None = None) -> list[str]:
     """The pytest command line ``run`` uses for the user's ``args`` (theirs come last, so they can override)."""
     cache = (cwd or Path.cwd()) / ".pytest_cache"
+    cache_off = any(a in ("no:cacheprovider", "-pno:cacheprovider") for a in args)  # the option would be unknown
     return [
         "-p", PLUGIN,
         "-c", str(RUN_INI),
         "--rootdir", str(PACKAGE_DIR.parent),
-        "-o", f"cache_dir={cache}",
+        *([] if cache_off else ["-o", f"cache_dir={cache}"]),
         "-W", f"{_IMPORTED_BEFORE_PYTEST}:pytest.PytestAssertRewriteWarning",
         *args,
+        str(PACKAGE_DIR / "tests"),  # the default test path: dropped where args name others (session.py)
     ]  # fmt: skip
 
 

@@ -194,3 +194,26 @@ def test_naming_the_plugin_never_registers_it_twice(pytester: pytest.Pytester, m
 def test_no_colon_turns_it_off(pytester: pytest.Pytester):
     pytester.makepyfile(test_off=f"def test_off(request):\n    assert not request.config.pluginmanager.has_plugin({PLUGIN_NAME!r})\n")
     pytester.runpytest("-p", f"no:{PLUGIN_NAME}", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+@needs_entry_point
+def test_a_project_with_its_own_device_option(pytester: pytest.Pytester):
+    """Torch projects often add ``--device`` themselves: the plugin leaves the name to them (its options wait for
+    the initial conftests), their tests run as without it, and a conformance run there is refused in one line."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_addoption(parser):
+            parser.addoption("--device", default="cpu")
+
+        @pytest.fixture
+        def device(request):
+            return request.config.getoption("--device")
+        """
+    )
+    pytester.makepyfile(test_own="def test_own(device):\n    assert device == 'meta'\n")
+    pytester.runpytest("-p", "no:cacheprovider", "--device", "meta").assert_outcomes(passed=1)
+    refused = pytester.runpytest("-p", "no:cacheprovider", "--clause", "DETACH-1")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["ERROR: this project defines --device itself*autograd-conformance run*"])

@@ -18,7 +18,9 @@ The installed suite runs from anywhere with ``autograd-conformance run [PYTEST A
 
 from __future__ import annotations
 
+import argparse
 import inspect
+import weakref
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,10 @@ from ..testlib.modes import MODE_NAMES
 from .activation import activation_reason
 
 DEFAULT_REPORT = "conformance-report.json"
+#: parsers whose options wait for the initial conftests (see pytest_addoption)
+_PENDING: "weakref.WeakSet[pytest.Parser]" = weakref.WeakSet()
+#: the plugin's options a conftest or another plugin had taken (so this session has not got them)
+SKIPPED_OPTIONS = pytest.StashKey[list]()
 #: the plugin's options that take a value (a path, a name), as the trap check below looks for them
 _VALUE_OPTIONS = ("--device", "--mode", "--backend", "--clause", "--specs-dir", "--conformance-report", "--expectations")
 
@@ -34,9 +40,23 @@ _VALUE_OPTIONS = ("--device", "--mode", "--backend", "--clause", "--specs-dir", 
 # ----------------------------------------------------------------------------- options
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def _add_options(parser: pytest.Parser) -> list[str]:
+    """Add the command line options; returns those left out because a conftest or plugin took the name."""
     group = parser.getgroup("autograd-conformance")
-    group.addoption(
+    taken = _taken_option_names(parser)
+    skipped: list[str] = []
+
+    def add(*names: str, **attrs) -> None:
+        dest = attrs.get("dest") or names[0].lstrip("-").replace("-", "_")
+        if taken & {*names, dest}:
+            skipped.extend(names)
+            return
+        try:
+            group.addoption(*names, **attrs)
+        except (ValueError, argparse.ArgumentError):  # pytest >= 9 checks names and destinations as they come
+            skipped.extend(names)
+
+    add(
         "--device",
         action="append",
         metavar="DEVICE",
@@ -44,7 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Default: cpu, plus cuda and mps, which skip when absent, and the emulated device emu "
         "where neither is present. An explicitly named device that is unavailable is a usage error.",
     )
-    group.addoption(
+    add(
         "--mode",
         action="append",
         metavar="MODE",
@@ -52,7 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "compiled mode each test's user program runs through torch.compile with that backend; a pass that did not "
         "rest on compiled code (graph break, eager fallback) is reported 'not compiled'",
     )
-    group.addoption(
+    add(
         "--backend",
         action="append",
         metavar="MODULE",
@@ -60,14 +80,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "registers its device when imported, e.g. torch_npu; recorded in the report's environment. Modules listed "
         "in the 'autograd_conformance.backends' entry point group are imported too.",
     )
-    group.addoption(
+    add(
         "--clause",
         action="append",
         metavar="ID",
         help="run only the tests citing these clause IDs (repeatable or comma-separated)",
     )
-    group.addoption("--specs-dir", metavar="DIR", help="spec directory (default: the repository's specs/)")
-    group.addoption(
+    add("--specs-dir", metavar="DIR", help="spec directory (default: the repository's specs/)")
+    add(
         "--conformance-report",
         metavar="PATH",
         default=DEFAULT_REPORT,
@@ -75,14 +95,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"(default: {DEFAULT_REPORT} in the directory pytest starts in; an empty value writes none). "
         "Schema: docs/report-schema.md",
     )
-    group.addoption(
+    add(
         "--expectations",
         metavar="PATH",
         help="TOML file of known failures per torch version and device, reported as 'known failure' "
         "instead of failing the run (default: the suite's own conformance/spec/expectations.toml, "
         "unless --specs-dir points at other specs; an empty value reads none)",
     )
-    group.addoption(
+    add(
         "--benchmark-torch-threads",
         type=int,
         default=1,
@@ -90,6 +110,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="torch intra-op threads while the benchmarks in conformance/benchmarks run (default: 1, so that "
         "other load on the machine cannot stall a thread barrier; 0 keeps torch's own default)",
     )
+    return skipped
+
+
+def _taken_option_names(parser: pytest.Parser) -> set[str]:
+    """Option names and destinations registered so far (empty where pytest's parser is laid out differently)."""
+    try:
+        return {
+            name for group in parser._groups for option in group.options for name in (*option.names(), option.dest)
+        }
+    except AttributeError:  # pragma: no cover - another pytest
+        return set()
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """The ini keys now; the command line options once the initial conftests have added theirs.
+
+    Loaded by the entry point (or ``-p``), the plugin is registered before pytest reads any conftest: a
+    project whose conftest adds ``--device`` (common in torch projects) would then fail on the name the plugin
+    took.  So the options wait for ``pytest_load_initial_conftests`` to finish and leave out any name taken by
+    then (a conformance run in such a project is refused: ``activation.py``).  Registered *by* a conftest
+    (``pytest_plugins`` in a checkout without the package installed), the plugin adds them at once.
+    """
     parser.addini(
         "conformance_installed_run",
         type="bool",
@@ -104,6 +146,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="directories holding conformance tests (each must cite a clause); "
         "default: the conformance package's tests/",
     )
+    if getattr(pluginmanager, "_confcutdir", None) is not None:  # the initial conftests are being loaded
+        _add_options(parser)
+    else:
+        _PENDING.add(parser)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser):
+    yield
+    if parser in _PENDING:
+        _PENDING.discard(parser)
+        early_config.stash[SKIPPED_OPTIONS] = _add_options(parser)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -111,8 +165,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before hypothesis' plugin applies --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
-    if activation_reason(config, DEFAULT_REPORT) is None:
+    skipped = config.stash.get(SKIPPED_OPTIONS, [])
+    if activation_reason(config, DEFAULT_REPORT, skipped) is None:
         return  # not a conformance run: stay dormant
+    if skipped:
+        raise pytest.UsageError(
+            f"this project defines {', '.join(skipped)} itself (a conftest or another plugin), so the conformance "
+            "plugin cannot take them; run the suite with 'autograd-conformance run', which reads no conftest here"
+        )
     _refuse_a_misplaced_rootdir(config)
     from . import session  # torch, hypothesis, the specs: only now
 

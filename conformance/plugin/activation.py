@@ -60,12 +60,16 @@ def conformance_roots(config: pytest.Config) -> list[Path]:
     return configured + list(PACKAGE_ROOTS)
 
 
-def activation_reason(config: pytest.Config, default_report: str) -> str | None:
-    """Why this session is a conformance run (a short phrase), or None where the plugin stays dormant."""
+def activation_reason(config: pytest.Config, default_report: str, skipped: Iterable[str] = ()) -> str | None:
+    """Why this session is a conformance run (a short phrase), or None where the plugin stays dormant.
+
+    ``skipped``: the plugin's options a conftest or another plugin had taken (their values are not the plugin's).
+    """
     if _requested_by_name(config):
         return f"requested with -p {PLUGIN_NAME} or pytest_plugins"
+    others = {name.lstrip("-").replace("-", "_") for name in skipped}
     for dest, default in {**_OPTION_DEFAULTS, "conformance_report": default_report}.items():
-        if getattr(config.option, dest, default) != default:
+        if dest not in others and getattr(config.option, dest, default) != default:
             return f"--{dest.replace('_', '-')} given"
     roots = conformance_roots(config)
     norecurse = config.getini("norecursedirs")

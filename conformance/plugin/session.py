@@ -28,6 +28,7 @@ from .fixtures import RUN
 from .backends import BackendError, import_backends
 from .collection import CollectionRules
 from .devices import DEFAULT_DEVICES, probe, resolve_requested, status_in_run
+from .tracebacks import ExpectedFailureTracebacks
 from .modes import CompiledModeRuns, resolve_modes, use_persistent_inductor_cache
 from .recording import OutcomeRecorder
 from .run_state import PACKAGE_TESTS, SPEC_MARKER, RunState
@@ -125,7 +126,7 @@ def activate(config: pytest.Config) -> None:
     manager.register(device_rules, f"{PLUGIN_NAME}.device_rules")
     manager.register(fixtures, f"{PLUGIN_NAME}.fixtures")
     recorder = OutcomeRecorder(run)
-    for part in (CollectionRules(run), recorder, ReportAndVerdict(run), CompiledModeRuns(profile)):
+    for part in (CollectionRules(run), recorder, ReportAndVerdict(run), CompiledModeRuns(profile), ExpectedFailureTracebacks()):
         manager.register(part, f"autograd-conformance-{type(part).__name__}")
 
 
@@ -140,14 +141,18 @@ def _expectations_path(config: pytest.Config) -> Path | None:
 
 
 def _installed_run_arguments(config: pytest.Config) -> None:
-    """Under ``conformance_installed_run`` (``autograd-conformance run``'s ini file): no test paths given collects
-    the installed suite's tests, and a path that does not exist from the current directory is read from the
-    rootdir (the directory holding the ``conformance`` package), so a report's node ids work as arguments."""
+    """Under ``conformance_installed_run`` (``autograd-conformance run``'s ini file): the installed suite's tests
+    are the default test path (``run`` appends them to every command line; dropped here where other test paths
+    come before them), and a path that does not exist from the current directory is read from the rootdir (the
+    directory holding the ``conformance`` package), so a report's node ids work as arguments."""
     if not config.getini("conformance_installed_run"):
         return
-    if not getattr(config.option, "file_or_dir", None):
+    given = [str(arg) for arg in getattr(config.option, "file_or_dir", None) or ()]
+    if not given:
         config.args[:] = [str(PACKAGE_TESTS)]
         return
+    if len(config.args) > 1 and str(config.args[-1]) == str(PACKAGE_TESTS):
+        del config.args[-1]
     if getattr(config.option, "pyargs", False):
         return
     for index, arg in enumerate(config.args):
