@@ -7,7 +7,8 @@ expectations, and registers the run's parts with pytest: this module itself
 ``fixtures.py`` (the ``device`` and ``mode`` fixtures, the autouse state guard,
 the device and mode parametrization, the report header), the declared device rules
 (``device_rules.py``), and the parts sharing ``run_state.RunState``: collection
-rules (``collection.py``), outcome recording (``recording.py``), the report and verdict (``verdict.py``) and the
+rules (``collection.py``), outcome recording (``recording.py``), xdist
+gathering (``distributed.py``), the report and verdict (``verdict.py``) and the
 compiled-mode runs (``modes.py``).  A dormant session registers none of it.
 """
 
@@ -28,7 +29,7 @@ from .fixtures import RUN
 from .backends import BackendError, import_backends
 from .collection import CollectionRules
 from .devices import DEFAULT_DEVICES, probe, resolve_requested, status_in_run
-from .tracebacks import ExpectedFailureTracebacks
+from .distributed import XdistGathering
 from .modes import CompiledModeRuns, resolve_modes, use_persistent_inductor_cache
 from .recording import OutcomeRecorder
 from .run_state import PACKAGE_TESTS, SPEC_MARKER, RunState
@@ -126,7 +127,7 @@ def activate(config: pytest.Config) -> None:
     manager.register(device_rules, f"{PLUGIN_NAME}.device_rules")
     manager.register(fixtures, f"{PLUGIN_NAME}.fixtures")
     recorder = OutcomeRecorder(run)
-    for part in (CollectionRules(run), recorder, ReportAndVerdict(run), CompiledModeRuns(profile), ExpectedFailureTracebacks()):
+    for part in (CollectionRules(run), recorder, XdistGathering(run, recorder, config), ReportAndVerdict(run), CompiledModeRuns(profile)):
         manager.register(part, f"autograd-conformance-{type(part).__name__}")
 
 
