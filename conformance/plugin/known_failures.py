@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ..reporting.staleness import stale_why
 from ..spec.expectations import Expectation
 from .run_state import RunState
 
@@ -21,23 +22,22 @@ def mark_expected_failures(
 
 
 def stale_expectations(run: RunState) -> list[tuple[Expectation, str]]:
-    """Entries in force that matched no failing test: ``(entry, why it is stale)``."""
+    """Entries in force that matched no failing test: ``(entry, why it is stale)`` (the rule: ``reporting/staleness.py``)."""
     stale = []
     for expectation in run.expectations:
-        if run.clause_filter and expectation.clause not in run.clause_filter:
-            continue  # its tests were not selected: nothing to say
         matched = [run.records[n] for n in run.expected_failures.get(expectation, []) if n in run.records]
-        outcomes = {record.outcome for record in matched}
-        if expectation.devices and not set(expectation.devices) & set(run.devices):
-            continue  # none of its devices is in this run
-        if expectation.modes and not set(expectation.modes) & set(run.modes):
-            continue  # none of its modes is in this run
-        if expectation.clause not in run.citations:
-            continue  # no test of its clause was collected (a subset of the files ran): nothing to say
-        if not matched:
-            stale.append((expectation, "it matches no collected test"))
-        elif "known failure" not in outcomes and "passed" in outcomes:
-            stale.append((expectation, "its tests passed: the failure is gone, remove the entry"))
+        why = stale_why(
+            clause=expectation.clause,
+            devices=expectation.devices,
+            modes=expectation.modes,
+            matched_outcomes=[record.outcome for record in matched],
+            run_devices=run.devices,
+            run_modes=run.modes,
+            clause_filter=run.clause_filter,
+            cited_clauses=run.citations,
+        )
+        if why is not None:
+            stale.append((expectation, why))
     return stale
 
 

@@ -6,18 +6,21 @@ Subcommands:
 * ``diff OLD NEW`` -- the clauses whose outcome changed; exit status 1 when one regressed;
 * ``matrix REPORT...`` -- a clause × torch version × target table of several runs (a target is a
   device in a mode: ``cpu``, ``cpu@compile:aot_eager``; ``--modes`` picks the modes shown);
+* ``merge REPORT... -o OUT`` -- one report from the shard reports of one run (``pytest --shard I/N``),
+  the same as a serial run's apart from ``created``;
 * ``ratios RUN [NEW]`` -- the ratios (and memory figures) of a saved benchmark run, or how
   the ratios changed between two runs; with ``--max-increase PCT``, exit 1 when one grew more.
 
 Exit status: 0 on success (``diff``: no regression), 1 when ``diff`` finds a
 regression (``ratios``: a ratio grew past ``--max-increase``), 2 on bad input -- a missing or unreadable file, a file that is not a
-schema-1 or schema-2 report, reports that cannot be compared -- reported as one
+schema-1 or schema-2 report, reports that cannot be compared or merged -- reported as one
 ``error: ...`` line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +38,7 @@ from ..benchmarks.ratios import (
 )
 from .diff import diff_reports, render_diff
 from .matrix import render_matrix
+from .merge import merge_reports
 from .matrix_html import render_matrix_html
 from .report_io import ReportError, load_report, write_text_atomically
 from .summary import render_summary
@@ -115,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_option(matrix)
     matrix.set_defaults(run=run_matrix)
 
+    merge = commands.add_parser(
+        "merge",
+        help="one report from the shard reports of one run (pytest --shard I/N)",
+        description="Combine the reports of the shards of one run (pytest --shard I/N in each CI job) into the "
+        "report a serial run writes: each test's record from the shard that ran it, clause outcomes, totals, "
+        "verdict and stale expectations recomputed, the worst exit status. The order of the reports does not "
+        "matter. Refused: reports of different torch versions, suites, hypothesis profiles, schema versions, "
+        "devices or modes, and a test that ran in two shards with different outcomes.",
+        epilog="Exit status: 0 merged, 2 bad input (reports that are not the shards of one run).",
+    )
+    merge.add_argument("reports", metavar="REPORT", nargs="+", help="the shard reports (JSON)")
+    add_output_option(merge)
+    merge.set_defaults(run=run_merge)
+
     ratio = commands.add_parser(
         "ratios",
         help="ratios within a saved benchmark run, or their change between two runs",
@@ -174,6 +192,18 @@ def run_matrix(args: argparse.Namespace) -> tuple[str, int]:
     named = [(path, load_report(path)) for path in args.reports]
     render: Callable = render_matrix_html if args.format == "html" else render_matrix
     return render(named, selected_modes(args.modes)), EXIT_OK
+
+
+def run_merge(args: argparse.Namespace) -> tuple[str, int]:
+    result = merge_reports([(path, load_report(path)) for path in args.reports])
+    if result.never_ran:
+        count = len(result.never_ran)
+        print(
+            f"note: {count} test{'s' if count != 1 else ''} ran in none of the {len(args.reports)} reports "
+            f"(first: {result.never_ran[0]}); a shard report missing?",
+            file=sys.stderr,
+        )
+    return json.dumps(result.report, indent=1) + "\n", EXIT_OK
 
 
 def selected_modes(values: list[str] | None) -> list[str] | None:
