@@ -27,6 +27,7 @@ import pytest
 
 from ..testlib.modes import MODE_NAMES
 from .activation import activation_reason
+from .shards import pytest_addoption_shards, pytest_configure_shards  # noqa: F401 (--shard I/N: hooks registered with this module)
 
 DEFAULT_REPORT = "conformance-report.json"
 #: parsers whose options wait for the initial conftests (see pytest_addoption)
