@@ -96,10 +96,11 @@ def test_usage(capsys: pytest.CaptureFixture[str]):
     assert err[-1].startswith("error: unknown command 'frobnicate'") and len(err[-1].splitlines()) == 1
 
 
-def test_python_dash_m_conformance_is_the_same_command():
+def test_python_dash_m_conformance_is_the_same_command(capsys: pytest.CaptureFixture[str]):
     import conformance.__main__ as dunder_main
 
-    assert dunder_main.main is main
+    assert dunder_main.main(["--help"]) == 0
+    assert "run [PYTEST ARGS...]" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- run, in-process from elsewhere
