@@ -23,7 +23,6 @@ from pathlib import Path
 import hypothesis
 import pytest
 
-import conformance.plugin
 from conformance.reporting.cli import main
 from conformance.reporting.merge import merge_reports
 from conformance.reporting.report_io import ReportError, load_report
@@ -194,11 +193,6 @@ issue = "pytorch/pytorch#4"
 reason = "a typo: stale"
 """
 
-def shard_plugin() -> list[str]:
-    """``-p conformance.plugin.shards`` unless the conformance plugin registers ``--shard`` itself."""
-    return [] if hasattr(conformance.plugin, "pytest_addoption_shards") else ["-p", "conformance.plugin.shards"]
-
-
 def without_created(report: dict) -> dict:
     return {key: value for key, value in report.items() if key != "created"}
 
@@ -219,7 +213,7 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
 
 def run(pytester: pytest.Pytester, report: str, *args: str) -> dict:
     pytester.runpytest(
-        "-p", "conformance.plugin", *shard_plugin(), "--specs-dir=specs", "--device=cpu",
+        "-p", "conformance.plugin", "--specs-dir=specs", "--device=cpu",
         "--expectations=expectations.toml", f"--conformance-report={report}", *args,
     )
     return load_report(pytester.path / report)
@@ -271,7 +265,7 @@ def test_shard_option_rejects_bad_values(suite):
         ("0/2", "--shard 0/2: expected 1 <= I <= N"),
         ("two", "--shard expects I/N"),
     ):
-        result = suite.runpytest("-p", "conformance.plugin", *shard_plugin(), "--specs-dir=specs", f"--shard={value}")
+        result = suite.runpytest("-p", "conformance.plugin", "--specs-dir=specs", f"--shard={value}")
         assert result.ret == pytest.ExitCode.USAGE_ERROR, value
         assert message in result.stderr.str(), value
 
