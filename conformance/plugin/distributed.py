@@ -72,6 +72,7 @@ class XdistGathering:
         self.worker = is_xdist_worker(config)
         self.recorder = recorder
         self.adopted = False
+        self.controller = False  # known at session start
         self.waiting: list[pytest.TestReport] = []  # reports that reached the controller before the collection did
         self.crash_dir: str | None = None
         self.crash_reasons: dict[str, str] = {}  # worker id -> why its last process died
@@ -88,6 +89,8 @@ class XdistGathering:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         config = session.config
+        # xdist's controller: it registers its scheduling session ("dsession") when it is one
+        self.controller = not self.worker and config.pluginmanager.has_plugin("dsession")
         crash_dir = getattr(config, "workerinput", {}).get(_CRASH_DIR_KEY)
         if crash_dir:
             worker = config.workerinput.get("workerid", "gw")
@@ -119,7 +122,7 @@ class XdistGathering:
             why = self.crash_reasons.get(worker.gateway.id)
             if why:
                 report.longrepr = f"{report.longrepr}: {why}"
-        if self.worker or self.adopted:
+        if not self.controller or self.adopted:
             return
         if report.nodeid not in self.run.records:
             self.waiting.append(report)

@@ -8,7 +8,8 @@ expectations, and registers the run's parts with pytest: this module itself
 the device and mode parametrization, the report header), the declared device rules
 (``device_rules.py``), and the parts sharing ``run_state.RunState``: collection
 rules (``collection.py``), outcome recording (``recording.py``), xdist
-gathering (``distributed.py``), the report and verdict (``verdict.py``) and the
+gathering (``distributed.py``), the report and verdict (``verdict.py``), the cheap rendering of
+expected failures' tracebacks (``tracebacks.py``) and the
 compiled-mode runs (``modes.py``).  A dormant session registers none of it.
 """
 
@@ -30,6 +31,7 @@ from .backends import BackendError, import_backends
 from .collection import CollectionRules
 from .devices import DEFAULT_DEVICES, probe, resolve_requested, status_in_run
 from .distributed import XdistGathering
+from .tracebacks import ExpectedFailureTracebacks
 from .modes import CompiledModeRuns, resolve_modes, use_persistent_inductor_cache
 from .recording import OutcomeRecorder
 from .run_state import PACKAGE_TESTS, SPEC_MARKER, RunState
@@ -127,7 +129,15 @@ def activate(config: pytest.Config) -> None:
     manager.register(device_rules, f"{PLUGIN_NAME}.device_rules")
     manager.register(fixtures, f"{PLUGIN_NAME}.fixtures")
     recorder = OutcomeRecorder(run)
-    for part in (CollectionRules(run), recorder, XdistGathering(run, recorder, config), ReportAndVerdict(run), CompiledModeRuns(profile)):
+    parts = (
+        CollectionRules(run),
+        recorder,
+        XdistGathering(run, recorder, config),
+        ReportAndVerdict(run),
+        CompiledModeRuns(profile),
+        ExpectedFailureTracebacks(),
+    )
+    for part in parts:
         manager.register(part, f"autograd-conformance-{type(part).__name__}")
 
 
