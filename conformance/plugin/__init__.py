@@ -35,7 +35,7 @@ _PENDING: "weakref.WeakSet[pytest.Parser]" = weakref.WeakSet()
 #: the plugin's options a conftest or another plugin had taken (so this session has not got them)
 SKIPPED_OPTIONS = pytest.StashKey[list]()
 #: the plugin's options that take a value (a path, a name), as the trap check below looks for them
-_VALUE_OPTIONS = ("--device", "--mode", "--backend", "--clause", "--specs-dir", "--conformance-report", "--expectations")
+_VALUE_OPTIONS = ("--device", "--mode", "--backend", "--clause", "--specs-dir", "--conformance-report", "--expectations", "--replay")
 
 
 # ----------------------------------------------------------------------------- options
@@ -102,6 +102,13 @@ def _add_options(parser: pytest.Parser) -> list[str]:
         help="TOML file of known failures per torch version and device, reported as 'known failure' "
         "instead of failing the run (default: the suite's own conformance/spec/expectations.toml, "
         "unless --specs-dir points at other specs; an empty value reads none)",
+    )
+    add(
+        "--replay",
+        metavar="REPORT",
+        help="run again only the tests that failed in REPORT (a conformance report), each property test with the "
+        "failing example hypothesis recorded there (tests[].reproduce); --clause narrows them to some clauses. "
+        "The replay's own report goes beside REPORT as NAME-replay.json unless --conformance-report says otherwise",
     )
     add(
         "--benchmark-torch-threads",

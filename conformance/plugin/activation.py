@@ -50,6 +50,7 @@ _OPTION_DEFAULTS = {
     "clause": None,
     "specs_dir": None,
     "expectations": None,
+    "replay": None,
     "benchmark_torch_threads": 1,
 }
 

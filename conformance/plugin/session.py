@@ -32,6 +32,7 @@ from .collection import CollectionRules
 from .devices import DEFAULT_DEVICES, probe, resolve_requested, status_in_run
 from .distributed import XdistGathering
 from .tracebacks import ExpectedFailureTracebacks
+from .replay import FailureReplay
 from .modes import CompiledModeRuns, resolve_modes, use_persistent_inductor_cache
 from .recording import OutcomeRecorder
 from .run_state import PACKAGE_TESTS, SPEC_MARKER, RunState
@@ -136,7 +137,7 @@ def activate(config: pytest.Config) -> None:
         ReportAndVerdict(run),
         CompiledModeRuns(profile),
         ExpectedFailureTracebacks(),
-    )
+    ) + _failure_replay(config)
     for part in parts:
         manager.register(part, f"autograd-conformance-{type(part).__name__}")
 
@@ -170,3 +171,17 @@ def _installed_run_arguments(config: pytest.Config) -> None:
         path, sep, rest = str(arg).partition("::")
         if not (config.invocation_params.dir / path).exists() and (config.rootpath / path).exists():
             config.args[index] = str(config.rootpath / path) + sep + rest
+
+
+def _failure_replay(config: pytest.Config) -> tuple:
+    """``--replay REPORT``'s part (``replay.py``); its run writes its own report beside REPORT, never over it."""
+    value = config.getoption("replay")
+    if not value:
+        return ()
+    path = Path(value)
+    if not path.is_absolute():
+        path = config.invocation_params.dir / path
+    report = config.getoption("conformance_report")
+    if report and (config.invocation_params.dir / report).resolve() == path.resolve():
+        config.option.conformance_report = str(path.with_name(f"{path.stem}-replay{path.suffix}"))
+    return (FailureReplay(path),)
