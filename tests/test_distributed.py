@@ -12,6 +12,7 @@ import pytest
 
 from conformance.plugin.distributed import crash_reason
 from conformance.plugin.recording import reproduce_failure_decorator
+from conformance.reporting.merge import merge_reports
 from tests.test_plugin import Suite, clause_md
 
 pytest.importorskip("xdist")
@@ -102,10 +103,15 @@ def outcome(report: dict, clause_id: str) -> dict:
     return entry["devices"]["cpu"]
 
 
-def test_report_terminal_section_and_verdict_under_xdist_equal_a_serial_runs(suite):
+def test_serial_xdist_and_two_merged_shards_give_the_same_report_and_xdist_the_same_terminal_section(suite):
     serial, serial_report = run(suite, "serial.json")
     parallel, parallel_report = run(suite, "parallel.json", "-n", "2")
     assert without_timestamps(parallel_report) == without_timestamps(serial_report)
+    # two shards, each on two workers, merged (--shard, conformance/reporting/merge.py)
+    shards = [run(suite, f"shard-{i}.json", f"--shard={i}/2", "-n", "2")[1] for i in (1, 2)]
+    assert all(any(t["outcome"] == "not run" for t in shard["tests"]) for shard in shards)  # each ran a part
+    merged = merge_reports([(f"shard-{i}.json", shard) for i, shard in enumerate(shards, 1)]).report
+    assert without_timestamps(merged) == without_timestamps(serial_report)
     assert serial_report["verdict"] == "violated"
     assert {c["id"]: outcome(serial_report, c["id"])["outcome"] for c in serial_report["clauses"] if c["devices"]} == {
         "PASS-1": "passed", "PASS-2": "passed", "FAIL-1": "failed", "KNOWN-1": "known failure", "OLD-1": "not applicable",
