@@ -18,9 +18,11 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -208,6 +210,29 @@ def test_matrix_default_parallelism_comes_from_cores_memory_and_disk(matrix_chec
     # an environment that needs more memory than the machine has: one at a time
     starved = run_matrix(matrix_checkout, "torch113", FAKE_SECONDS="0", MATRIX_ENV_MEMORY_GIB="100000")
     assert "1 environment(s), 1 at a time (" in starved.stdout and "memory for 0 " in starved.stdout
+
+
+def test_matrix_interrupted_stops_every_running_environment(matrix_checkout):
+    environ = {k: v for k, v in os.environ.items() if k not in ("JOBS", "KEEP_ENVS", "FAIL_ENVS")}
+    environ.update(PATH=f"{matrix_checkout / 'bin'}{os.pathsep}{os.environ['PATH']}",
+                   TOX_TRACE=str(matrix_checkout / "trace"), FAKE_SECONDS="3")
+    runner = subprocess.Popen(["bash", str(matrix_checkout / "tools" / "run-torch-matrix"), "--jobs", "2"],
+                              cwd=matrix_checkout, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(_started(matrix_checkout)) < 2:
+        time.sleep(0.05)
+    assert len(_started(matrix_checkout)) == 2
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=10) == 130
+    time.sleep(3.5)  # a run left behind would log its end by now
+    assert " end " not in (matrix_checkout / "trace").read_text(), "an environment's run outlived the interrupt"
+    assert sorted(_started(matrix_checkout)) == ["torch113", "torch20"], "nothing starts after the interrupt"
+
+
+def _started(checkout: Path) -> list[str]:
+    trace_file = checkout / "trace"
+    lines = trace_file.read_text().splitlines() if trace_file.exists() else []
+    return [line.split()[0] for line in lines if " start " in line]
 
 
 @pytest.mark.parametrize("args", [["--jobs", "0"], ["--jobs", "two"], ["--jobs"], ["--fast"]])
