@@ -263,6 +263,8 @@ def test_gate_workflow_shards_each_side_one_to_shards():
     assert shards >= 2
     script = run_script(flow["jobs"]["conformance"])
     assert 'autograd-conformance run --shard "${{ matrix.shard }}/$SHARDS"' in script, "shard I of SHARDS (1-based)"
+    if re.search(r"\s-n\s", script):  # xdist workers in each shard: a dependency of the suite
+        assert "pytest-xdist" in suite_dependencies()
     assert '--conformance-report "conformance-${{ matrix.side }}-shard-${{ matrix.shard }}.json"' in script
 
 
@@ -311,3 +313,43 @@ def test_gate_workflow_uses_options_the_suite_has():
     )
     install = run_script(workflow()["jobs"]["gate"])
     assert "jsonschema" in install, "the report tools validate with jsonschema: the gate's --no-deps install needs it"
+
+
+#: import names of the suite's dependencies (pyproject.toml's distribution names)
+IMPORT_NAMES = {
+    "torch": ["torch"], "pytest": ["pytest", "_pytest"], "hypothesis": ["hypothesis"],
+    "pytest-benchmark": ["pytest_benchmark"], "markdown-it-py": ["markdown_it"], "packaging": ["packaging"],
+    "tomli": ["tomli"], "numpy": ["numpy"], "ninja": ["ninja"], "jsonschema": ["jsonschema"],
+    "pytest-split": ["pytest_split"], "pytest-xdist": ["xdist"],
+}
+
+
+def suite_dependencies() -> list[str]:
+    """The distribution names of the suite's dependencies (pyproject.toml's project.dependencies)."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    dependencies = re.search(r"^dependencies = \[(.*?)^\]", pyproject, flags=re.S | re.M).group(1)
+    return re.findall(r'^\s*"([A-Za-z0-9_.-]+)', dependencies, flags=re.M)
+
+
+def test_gate_jobs_install_is_enough_for_the_report_tools(tmp_path):
+    """The gate installs the suite with --no-deps plus a few packages (no torch): summary, merge and diff must
+    run with only those, every other dependency of the suite absent."""
+    install = next(step["run"] for step in workflow()["jobs"]["gate"]["steps"] if "--no-deps" in step.get("run", ""))
+    extra = re.search(r"&& python -m pip install (.+)$", install).group(1).split()
+    names = suite_dependencies()
+    unknown = [name for name in names if name not in IMPORT_NAMES]
+    assert not unknown, f"add the import names of {unknown} to IMPORT_NAMES"
+    absent = [module for name in names if name not in extra for module in IMPORT_NAMES[name]]
+    reports = sorted((ROOT / "docs" / "reports").glob("torch-*.json.gz"))
+    old, new = str(reports[0]), str(reports[-1])
+    script = (
+        "import sys\n"
+        f"for name in {absent!r}: sys.modules[name] = None\n"
+        "from conformance.reporting.cli import main\n"
+        f"assert main(['summary', {old!r}]) == 0\n"
+        f"assert main(['merge', '-o', sys.argv[1], {new!r}]) == 0\n"
+        f"assert main(['diff', {old!r}, sys.argv[1]]) in (0, 1)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "merged.json")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
