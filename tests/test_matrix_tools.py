@@ -1,14 +1,16 @@
 """The version matrix runs environments in parallel without clobbering: tox.ini, tools/run-torch-matrix,
 and the sharded GitHub Actions gate in docs/.
 
-* tox.ini: every path an environment writes (its report, pytest's cache, hypothesis' storage) is its own,
-  checked on tox's resolved configuration, so ``tox p`` can run any of them side by side;
+* tox.ini: every path an environment writes (its report, pytest's cache, hypothesis' storage, the emulated
+  device's build) is its own, checked on tox's resolved configuration, so ``tox p`` can run any of them side
+  by side;
 * tools/run-torch-matrix: runs environments at once up to ``--jobs`` (a stand-in ``tox`` records when each
   ran), still one report and log per environment, deletes each environment after its run, fails when one
   failed, and defaults its parallelism from cores, memory and disk;
 * docs/torch-upgrade-gate.yml: each side of the gate is split into shard jobs with the suite's
   ``--shard I/N``, every shard report is uploaded and the gate merges exactly those, per side, with
-  ``python -m conformance merge`` before it diffs.
+  ``python -m conformance merge`` before it diffs; the options it uses are the suite's, and the gate job's
+  minimal install runs the report tools.
 """
 
 from __future__ import annotations
