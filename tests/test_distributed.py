@@ -160,3 +160,4 @@ def test_reproduce_failure_decorator_is_read_from_the_failure_text():
     text = "E  AssertionError\n\nYou can reproduce this example by temporarily adding @reproduce_failure('6.1.0', b'AXicY2BgAAAABQAB') as a decorator on your test case"
     assert reproduce_failure_decorator(text) == "@reproduce_failure('6.1.0', b'AXicY2BgAAAABQAB')"
     assert reproduce_failure_decorator("AssertionError") is None
+

@@ -761,3 +761,15 @@ def test_interrupted_write_leaves_the_previous_report_intact(tmp_path, monkeypat
         write_json_atomically(target, {"schema_version": 1, "run": "new"})
     assert json.loads(target.read_text()) == {"schema_version": 1, "run": "previous"}
     assert list(tmp_path.iterdir()) == [target], "the temporary file must be removed"
+
+
+def test_collect_only_writes_no_report_and_no_verdict(suite):
+    suite.write_tests("""
+        @pytest.mark.spec("PASS-1")
+        def test_holds(device):
+            pass
+        """)
+    result = suite.run("--device=cpu", "--collect-only", "--conformance-report=out.json")
+    assert result.ret == 0
+    assert not (suite.pytester.path / "out.json").exists()
+    assert not [line for line in result.outlines if "VERDICT" in line]

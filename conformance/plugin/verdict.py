@@ -27,6 +27,9 @@ class ReportAndVerdict:
         if exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
             self.run.records.clear()  # the run never started: no report, no summary that reads as outcomes
             return
+        if session.config.option.collectonly:
+            self.run.records.clear()  # nothing ran: a report or a verdict would read as outcomes
+            return
         if path and self.run.records:
             device_status = {name: status_in_run(name, self.run.explicit_devices) for name in self.run.devices}
             report = build_report(
