@@ -356,6 +356,32 @@ def test_merge_notes_tests_that_ran_in_no_shard(serial_report, tmp_path, capsys)
     assert "a shard report missing?" in captured.err
 
 
+def labelled(shards: list[dict], count: int | None = None) -> list[dict]:
+    """The shards as ``--shard I/N`` writes them: ``environment.shard``."""
+    for index, shard in enumerate(shards, 1):
+        shard["environment"]["shard"] = f"{index}/{count or len(shards)}"
+    return shards
+
+
+def test_merge_of_labelled_shards_drops_the_label_and_equals_the_serial_report(serial_report):
+    assert merged(*labelled(shards_of(serial_report, 2)))["environment"] == serial_report["environment"]
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda r: labelled(shards_of(r, 3))[:2], "shard report(s) missing: 3/3; expected shards 1..3 of 3"),
+        (lambda r: labelled(shards_of(r, 2), 3), "shard report(s) missing: 3/3"),
+        (lambda r: [*labelled(shards_of(r, 2))[:1], *labelled(shards_of(r, 2))[:1]], "are both shard 1/2"),
+        (lambda r: [labelled(shards_of(r, 2))[0], shards_of(r, 2)[1]], "is not a shard report (no environment.shard)"),
+        (lambda r: [*labelled(shards_of(r, 2))[:1], labelled(shards_of(r, 3))[2]], "shards of different splits"),
+    ],
+)
+def test_merge_refuses_an_incomplete_or_mixed_set_of_labelled_shards(serial_report, make, expected):
+    with pytest.raises(ReportError, match=re.escape(expected)):
+        merged(*make(serial_report))
+
+
 # ----------------------------------------------------------------------------- compiled modes, an absent device
 
 

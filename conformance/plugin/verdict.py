@@ -37,7 +37,10 @@ class ReportAndVerdict:
                 self.run.records.values(),
                 devices=self.run.devices,
                 device_status=device_status,
-                environment=collect_environment(device_status, profile=self.run.profile, seed=self.run.seed),
+                environment=_with_shard(
+                    collect_environment(device_status, profile=self.run.profile, seed=self.run.seed),
+                    session.config,
+                ),
                 exit_status=int(exitstatus),
                 expectations=expectations_summary(self.run),
                 modes=self.run.modes,
@@ -98,3 +101,15 @@ class ReportAndVerdict:
             write(f"VERDICT: torch {torch.__version__} VIOLATES the spec: {'; '.join(violated)}", red=True, bold=True)
         else:
             write(f"VERDICT: torch {torch.__version__} conforms on {tested_on}", green=True, bold=True)
+
+
+def _with_shard(environment: dict, config: pytest.Config) -> dict:
+    """A shard's report says which shard it is (``--shard I/N``, ``shards.py``), so that ``merge`` can tell a set
+    of shard reports is complete; a run that is not sharded has no ``shard`` field."""
+    value = config.getoption("shard", None)
+    if value:
+        from .shards import parse_shard
+
+        shard = parse_shard(value)
+        environment["shard"] = f"{shard.index}/{shard.count}"
+    return environment

@@ -76,6 +76,7 @@ def merge_reports(named: Sequence[tuple[str, Mapping]]) -> MergeResult:
     )
     violated = any(r["outcome"] == "failed" for per_target in outcomes.values() for r in per_target.values())
     merged = dict(base)
+    merged["environment"] = {key: value for key, value in base["environment"].items() if key != "shard"}
     merged.update(
         created=max(report.get("created", "") for _, report in named),
         exit_status=max((report["exit_status"] for _, report in named), key=_severity),
@@ -105,6 +106,7 @@ def _check_same_run(named: Sequence[tuple[str, Mapping]]) -> None:
         ("expectations files", lambda r: (r.get("expectations") or {}).get("path")),
     ]
     first_name, first = named[0]
+    _check_complete_shards(named)
     for what, value in checks:
         for name, report in named[1:]:
             if value(report) != value(first):
@@ -124,6 +126,31 @@ def _check_same_run(named: Sequence[tuple[str, Mapping]]) -> None:
                 f"{first_name} and {name} apply different expectations (or mark different tests with them); "
                 "expected the shard reports of one run"
             )
+
+
+def _check_complete_shards(named: Sequence[tuple[str, Mapping]]) -> None:
+    """Where the reports say which shard they are (``environment.shard``, ``I/N``), they must be shards 1..N of N,
+    each once: a missing shard report would otherwise leave its clauses ``untested``, which no gate flags."""
+    shards = [(name, report["environment"].get("shard")) for name, report in named]
+    if all(shard is None for _, shard in shards):
+        return
+    unsharded = [name for name, shard in shards if shard is None]
+    if unsharded:
+        sharded = next(name for name, shard in shards if shard is not None)
+        raise ReportError(f"{unsharded[0]} is not a shard report (no environment.shard) but {sharded} is")
+    counts = {int(shard.split("/")[1]) for _, shard in shards}
+    if len(counts) > 1:
+        raise ReportError(f"the reports are shards of different splits ({', '.join(s for _, s in shards)}); expected I/N with one N")
+    (count,) = counts
+    seen: dict[int, str] = {}
+    for name, shard in shards:
+        index = int(shard.split("/")[0])
+        if index in seen:
+            raise ReportError(f"{seen[index]} and {name} are both shard {shard}")
+        seen[index] = name
+    missing = [f"{i}/{count}" for i in range(1, count + 1) if i not in seen]
+    if missing:
+        raise ReportError(f"shard report(s) missing: {', '.join(missing)}; expected shards 1..{count} of {count}")
 
 
 def _merged_tests(named: Sequence[tuple[str, Mapping]]) -> tuple[list[dict], list[str]]:
