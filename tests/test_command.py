@@ -13,10 +13,8 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-import hypothesis
 import pytest
 
 if sys.version_info >= (3, 11):
@@ -26,18 +24,11 @@ else:  # pragma: no cover
 
 from conformance import command
 from conformance.command import PACKAGE_DIR, RUN_INI, main, pytest_arguments
+from tests.test_plugin import _keep_outer_hypothesis_profile, clause_md  # noqa: F401 (an autouse fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 #: one quick conformance test, by the node id a report gives it
 DETACH_NODE = "conformance/tests/test_detach.py::test_detach_in_place"
-
-
-@pytest.fixture(autouse=True)
-def _keep_outer_hypothesis_profile():
-    """In-process runs load a hypothesis profile globally; put ours back afterwards."""
-    name = hypothesis.settings.get_current_profile_name()
-    yield
-    hypothesis.settings.load_profile(name)
 
 
 @pytest.fixture
@@ -137,26 +128,7 @@ def test_run_without_test_paths_collects_the_installed_suite(pytester: pytest.Py
 def tiny_suite(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeini("[pytest]\nconformance_testpaths = .\n")
     (pytester.path / "specs").mkdir()
-    (pytester.path / "specs" / "area.md").write_text(
-        textwrap.dedent(
-            """\
-            # Test area
-
-            ## PASS-1: holds
-
-            > A normative sentence.
-
-            - **Source**: <https://pytorch.org/docs/stable/autograd.html>
-            - **Versions**: `>=1.13`
-            - **Basis**: `documented`
-
-            ```python
-            pass
-            ```
-            """
-        ),
-        encoding="utf-8",
-    )
+    (pytester.path / "specs" / "area.md").write_text("# Test area\n\n" + clause_md("PASS-1", "holds"), encoding="utf-8")
     pytester.makepyfile(
         test_conformance="import pytest\n\n@pytest.mark.spec('PASS-1')\ndef test_holds(device):\n    pass\n"
     )

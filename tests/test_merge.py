@@ -26,95 +26,19 @@ import pytest
 from conformance.reporting.cli import main
 from conformance.reporting.merge import merge_reports
 from conformance.reporting.report_io import ReportError, load_report
+from tests.test_plugin import clause_md
 
-SPEC = """\
-# Test area
-
-## PASS-1: holds
-
-> A normative sentence.
-
-- **Source**: <https://pytorch.org/docs/stable/autograd.html>
-- **Versions**: `>=1.13`
-- **Basis**: `documented`
-
-```python
-pass
-```
-
-## FAIL-1: is violated
-
-> Another normative sentence.
-
-- **Source**: <https://pytorch.org/docs/stable/autograd.html>
-- **Versions**: `>=1.13`
-- **Basis**: `observed` — nobody wrote it down
-
-```python
-pass
-```
-
-## KNOWN-1: fails, as expected
-
-> A sentence torch breaks.
-
-- **Source**: <https://pytorch.org/docs/stable/autograd.html>
-- **Versions**: `>=1.13`
-- **Basis**: `documented`
-
-```python
-pass
-```
-
-## MIX-1: one test passes, one fails as expected
-
-> A sentence.
-
-- **Source**: <https://pytorch.org/docs/stable/autograd.html>
-- **Versions**: `>=1.13`
-- **Basis**: `documented`
-
-```python
-pass
-```
-
-## SKIP-1: skipped
-
-> A sentence.
-
-- **Source**: <https://pytorch.org/docs/stable/autograd.html>
-- **Versions**: `>=1.13`
-- **Basis**: `documented`
-
-```python
-pass
-```
-
-## EAGER-1: not in compiled code
-
-> A sentence about eager.
-
-- **Source**: <https://pytorch.org/docs/stable/autograd.html>
-- **Versions**: `>=1.13`
-- **Basis**: `documented`
-- **Compiled**: `not applicable` — compiled code has no such thing
-
-```python
-pass
-```
-
-## OLD-1: for an old torch
-
-> A sentence of the past.
-
-- **Source**: <https://pytorch.org/docs/stable/autograd.html>
-- **Versions**: `<1.0`
-- **Basis**: `documented`
-
-```python
-pass
-```
-"""
+SPEC = "# Test area\n\n" + "\n".join(
+    (
+        clause_md("PASS-1", "holds"),
+        clause_md("FAIL-1", "is violated", basis="observed", basis_note="nobody wrote it down"),
+        clause_md("KNOWN-1", "fails, as expected"),
+        clause_md("MIX-1", "one test passes, one fails as expected"),
+        clause_md("SKIP-1", "skipped"),
+        clause_md("EAGER-1", "not in compiled code", compiled="compiled code has no such thing"),
+        clause_md("OLD-1", "for an old torch", versions="<1.0"),
+    )
+)
 
 TESTS = """\
 import pytest

@@ -29,21 +29,24 @@ no_accelerators = pytest.mark.skipif(
 EMULATED_BY_DEFAULT = status_in_run("emu", explicit=False).available
 
 
-def clause_md(clause_id: str, title: str = "a clause", versions: str = ">=1.13", basis: str = "documented") -> str:
-    return textwrap.dedent(
-        f"""\
-        ## {clause_id}: {title}
-
-        > A normative sentence.
-
-        - **Source**: <https://pytorch.org/docs/stable/autograd.html>
-        - **Versions**: `{versions}`
-        - **Basis**: `{basis}`
-
-        ```python
-        pass
-        ```
-        """
+def clause_md(
+    clause_id: str,
+    title: str = "a clause",
+    versions: str = ">=1.13",
+    basis: str = "documented",
+    *,
+    basis_note: str = "",
+    compiled: str = "",
+) -> str:
+    """One clause of a spec file, as the suite's own tests write them (``compiled``: the reason of a
+    ``Compiled: not applicable`` field)."""
+    note = f" — {basis_note}" if basis_note else ""
+    compiled_field = f"\n- **Compiled**: `not applicable` — {compiled}" if compiled else ""
+    return (
+        f"## {clause_id}: {title}\n\n> A normative sentence.\n\n"
+        f"- **Source**: <https://pytorch.org/docs/stable/autograd.html>\n"
+        f"- **Versions**: `{versions}`\n- **Basis**: `{basis}`{note}{compiled_field}\n\n"
+        "```python\npass\n```\n"
     )
 
 
