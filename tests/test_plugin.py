@@ -766,7 +766,7 @@ def test_interrupted_write_leaves_the_previous_report_intact(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == [target], "the temporary file must be removed"
 
 
-def test_collect_only_writes_no_report_and_no_verdict(suite):
+def test_collect_only_gives_no_verdict_and_a_report_of_tests_that_did_not_run(suite):
     suite.write_tests("""
         @pytest.mark.spec("PASS-1")
         def test_holds(device):
@@ -774,5 +774,7 @@ def test_collect_only_writes_no_report_and_no_verdict(suite):
         """)
     result = suite.run("--device=cpu", "--collect-only", "--conformance-report=out.json")
     assert result.ret == 0
-    assert not (suite.pytester.path / "out.json").exists()
     assert not [line for line in result.outlines if "VERDICT" in line]
+    result.stdout.fnmatch_lines(["no test ran (--collect-only): no verdict*"])
+    report = json.loads((suite.pytester.path / "out.json").read_text(encoding="utf-8"))
+    assert [(t["nodeid"], t["outcome"]) for t in report["tests"]] == [("test_conformance.py::test_holds[cpu]", "not run")]

@@ -27,9 +27,6 @@ class ReportAndVerdict:
         if exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
             self.run.records.clear()  # the run never started: no report, no summary that reads as outcomes
             return
-        if session.config.option.collectonly:
-            self.run.records.clear()  # nothing ran: a report or a verdict would read as outcomes
-            return
         if path and self.run.records:
             device_status = {name: status_in_run(name, self.run.explicit_devices) for name in self.run.devices}
             report = build_report(
@@ -97,6 +94,9 @@ class ReportAndVerdict:
             write(f"report: {self.run.report_path} (python -m conformance summary {self.run.report_path})")
         violated = [f"{n} clause{'s' if n != 1 else ''} on {name}" for name, failed, n in verdicts if failed]
         tested_on = ", ".join(name for name, _, _ in verdicts) or "no device"
+        if config.option.collectonly:
+            write("no test ran (--collect-only): no verdict; the report lists the collected tests, each 'not run'")
+            return
         if violated:
             write(f"VERDICT: torch {torch.__version__} VIOLATES the spec: {'; '.join(violated)}", red=True, bold=True)
         else:
