@@ -20,7 +20,7 @@ import pytest
 
 from conformance.reporting import report_io
 from conformance.reporting.report_io import ReportError, load_report, load_schema, validate_report
-from tests.report_fixtures import clause, compiled_report, make_report
+from tests.report_fixtures import compiled_report, make_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DOC = REPO_ROOT / "docs" / "report-schema.md"

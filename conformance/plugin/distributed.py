@@ -21,7 +21,7 @@ run goes on.  To say *why* the worker died, each worker points Python's
 the controller adds the fatal error it finds there ("Fatal Python error:
 Aborted", with the test's innermost frame) to the crash report, so the report
 and the terminal give the crash reason.  A serial run has no such isolation: a
-crash ends the process (see the README, "Run in parallel").
+crash ends the process (README, "Parallel runs, crashes, shards and replays").
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ its own (``from .shards import ...``) or a session can load this module alone
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -132,8 +131,3 @@ class _DurationsByTestPath:
 def _test_path(nodeid: str) -> str:
     at = nodeid.find(_TESTS_PREFIX)
     return nodeid[at:] if at >= 0 else nodeid
-
-
-def load_durations(path: Path = DURATIONS) -> dict[str, float]:
-    """The durations file: ``{node id: seconds}``."""
-    return json.loads(path.read_text(encoding="utf-8"))
