@@ -16,9 +16,15 @@ from hypothesis import Phase, settings
 from tests.mutants import (
     accumulation,
     backward,
+    checkpoint,
     cross_device,
+    custom_function,
     detach,
+    forward_ad,
+    functional,
     grad_mode,
+    gradient_values,
+    higher_order,
     hooks,
     inplace,
     leaves,
@@ -32,7 +38,10 @@ from tests.patching import apply_for_the_run, undo_after_the_run
 
 __all__ = ["MUTANTS", "Mutant", "load_mutation_profile"]
 
-_AREAS = (grad_mode, requires_grad, leaves, accumulation, backward, detach, inplace, hooks, modules, transfer, saved_tensors, cross_device)
+_AREAS = (
+    grad_mode, requires_grad, leaves, accumulation, backward, detach, inplace, hooks, modules, transfer, saved_tensors, cross_device,
+    custom_function, checkpoint, higher_order, forward_ad, functional, gradient_values,
+)  # fmt: skip
 
 
 def _registry() -> dict[str, Mutant]:

@@ -1,0 +1,7 @@
+"""Mutants of the custom function clauses (specs/custom_function.md): each breaks one behaviour the way a regression would."""
+
+from __future__ import annotations
+
+from tests.mutants.base import Mutant
+
+MUTANTS: tuple[Mutant, ...] = ()
