@@ -29,8 +29,11 @@ PROFILES = {
 
 
 #: the most examples a property test draws in a compiled mode: each example is a new program, compiled anew
-#: (about 0.1 s with aot_eager, several with inductor), so compiled runs draw fewer, larger programs
-COMPILED_MAX_EXAMPLES = {"default": 3, "ci": 3, "thorough": 50}
+#: (60 ms to 0.4 s a frame with aot_eager on a 2-core CPU, seconds with inductor), so compiled runs draw fewer
+#: programs: hypothesis' simplest example and one random one (``thorough``: 50).  With 2 instead of 3 every
+#: clause has the same outcome in both compiled modes on torch 2.13 (no expectation went stale) and the
+#: compiled runs take a fifth less time (issue 14)
+COMPILED_MAX_EXAMPLES = {"default": 2, "ci": 2, "thorough": 50}
 #: inductor generates and builds C++ for every new program (seconds each on a CPU; its FX graph cache keeps
 #: them across runs): it draws fewer still
 INDUCTOR_MAX_EXAMPLES = {"default": 2, "ci": 2, "thorough": 20}
