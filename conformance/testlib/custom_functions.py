@@ -157,13 +157,17 @@ def applications(
     min_side: int = 1,
     max_side: int = 3,
     computes: bool = False,
+    arity: int | None = None,
 ) -> Application:
     """An op form and its operands (leaves, small non-empty shapes by default, so every gradient has a value to check).  ``requires_grad``: ``"any"`` (drawn per input),
-    ``"some"`` (drawn, at least one input requires grad), ``"all"`` or ``"none"``.  ``computes=True``: only
+    ``"some"`` (drawn, at least one input requires grad), ``"one"`` (exactly one, drawn), ``"all"`` or ``"none"``.
+    ``arity``: only ops of that many operands.  ``computes=True``: only
     forms that return a new tensor, not an input or a view of one (a Function's output that is a view of its
     input has rules of its own when either is changed in place)."""
     if mode.compiled:
         ops = [op for op in ops if op.compiles_whole]
+    if arity is not None:
+        ops = [op for op in ops if op.arity == arity]
     dtype_ = draw(dtype, label="dtype")
     base = draw(shapes(max_dims=3, min_side=min_side, max_side=max_side), label="base shape")
     first = draw(tensors(dtype=dtype_, shape=base, device=device), label="x0 values")
@@ -184,6 +188,9 @@ def applications(
         flags = [True] * n
     elif requires_grad == "none":
         flags = [False] * n
+    elif requires_grad == "one":
+        one = draw(st.integers(0, n - 1), label="the input that requires grad")
+        flags = [i == one for i in range(n)]
     else:
         flags = draw(st.lists(st.booleans(), min_size=n, max_size=n), label="inputs requiring grad")
         if requires_grad == "some" and not any(flags):

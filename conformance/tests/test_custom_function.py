@@ -53,6 +53,16 @@ def test_outputs_require_grad_iff_an_input_does(device, mode, data):
 
 @pytest.mark.spec("FUNC-1")
 @given(data=st.data())
+def test_one_input_requiring_grad_is_enough(device, mode, data):
+    """Two tensor arguments, exactly one of which requires grad: the output requires grad in grad mode."""
+    app = data.draw(applications(device=device, mode=mode, requires_grad="one", arity=2), label="application")
+    call = data.draw(st.sampled_from(CALL_FORMS), label="call form")
+    out = mode.compile(call_forms(wrapping(app.form), call))(*app.inputs, 1.0)
+    assert_requires_grad(out, True, clause="FUNC-1", what=f"the output of `{call}` in grad mode when one of its two tensor arguments requires grad ({mode})\n{app!r}\n")
+
+
+@pytest.mark.spec("FUNC-1")
+@given(data=st.data())
 def test_integral_outputs_never_require_grad(device, mode, data):
     x = data.draw(tensors(dtype=st.sampled_from(REAL_DTYPES), shape=shapes(min_dims=1, min_side=1, max_side=3), device=device, requires_grad=True), label="x")
     integral = data.draw(st.sampled_from([torch.int64, torch.int32, torch.bool]), label="integral output dtype")
