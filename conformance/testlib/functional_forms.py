@@ -16,6 +16,7 @@ from .ops import OPS
 __all__ = [
     "VMAPPABLE_OPS",
     "contract",
+    "draw_output_of",
     "fresh",
     "functional_graphs",
     "jacobian_rows",
@@ -38,25 +39,42 @@ def functional_graphs(device, mode, *, max_leaves: int = 2, ops=VMAPPABLE_OPS):
         max_leaves=max_leaves,
         max_steps=4,
         ops=ops,
-        base_shape=st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple),
+        base_shape=st.lists(st.integers(1, 3), min_size=1, max_size=2).map(tuple),
         mode=mode,
     )
 
 
-def output_of(graph: Graph) -> Callable[..., torch.Tensor]:
-    """The program as a function of its leaves, returning its last value."""
+def output_of(graph: Graph, every: bool = False) -> Callable[..., torch.Tensor]:
+    """The program as a function of its leaves, returning its last value, or with ``every`` the sines of its
+    leaves and all its values, flattened and concatenated: a vector output whose Jacobian has many rows, the
+    first ones (``diag(cos(leaf))``) all different, so a transform that mixes up rows or dimensions shows."""
 
     def program(*leaves):
         return graph.program(*leaves)[-1]
 
-    return program
+    def program_values(*leaves):
+        values = [leaf.sin() for leaf in leaves] + list(graph.program(*leaves))
+        return torch.cat([value.reshape(-1) for value in values])
+
+    return program_values if every else program
+
+
+def draw_output_of(data, graph: Graph) -> Callable[..., torch.Tensor]:
+    """:func:`output_of` with ``every`` drawn, where the last value has elements (a function with an empty
+    output is checked by tests of its own: ``jacobian`` raises on one, FUNCTIONAL-1)."""
+    if graph.program(*graph.leaves)[-1].numel() == 0:
+        return output_of(graph, every=True)
+    every = data.draw(st.booleans(), label="the function returns every value of the program, flattened (else the last)")
+    return output_of(graph, every)
 
 
 def scalar_of(graph: Graph) -> Callable[..., torch.Tensor]:
-    """A scalar loss of the program: the sum of its last value's sines (nonlinear, so second derivatives exist)."""
+    """A scalar loss of the program: the sum of the sines of :func:`output_of` with ``every`` (nonlinear, so
+    second derivatives exist; every leaf enters it, so no gradient is zero by construction)."""
+    values = output_of(graph, every=True)
 
     def loss(*leaves):
-        return graph.program(*leaves)[-1].sin().sum()
+        return values(*leaves).sin().sum()
 
     return loss
 
