@@ -66,17 +66,21 @@ def vjp(form: OpForm, inputs: Sequence[torch.Tensor], grad: torch.Tensor) -> tup
     return tuple(g if g is not None else torch.zeros_like(x) for g, x in zip(torch.autograd.grad(out, leaves, grad, allow_unused=True), leaves))
 
 
-def wrapping(form: OpForm, *, scale: float = 1.0, style: str = "ctx", once: bool = False) -> type:
+def wrapping(form: OpForm, *, scale: float = 1.0, style: str = "ctx", once: bool = False, reads_saved: bool = False) -> type:
     """A new Function computing ``form`` whose backward returns ``scale`` times the op's vjp.
 
     ``style="ctx"``: ``forward(ctx, x0[, x1], scale)``; ``style="setup_context"``: ``forward(x0[, x1], scale)`` and a separate
     ``setup_context`` (torch >= 2.0).  In both the Function is applied as ``apply(*xs, scale)`` with the scale
     a non-tensor argument stored on ``ctx``.  ``once=True`` decorates backward with ``once_differentiable``
-    (looked up now, so a patched one is used)."""
+    (looked up now, so a patched one is used).  ``reads_saved=True``: backward reads the value of every saved
+    input (adds ``0 * x`` to its gradient), also where the op's vjp does not need it (``neg``, ``add``, views)."""
 
     def backward(ctx, grad):
         inputs = ctx.saved_tensors
-        return tuple(g * ctx.scale for g in vjp(form, inputs, grad)) + (None,)
+        grads = tuple(g * ctx.scale for g in vjp(form, inputs, grad))
+        if reads_saved:
+            grads = tuple(g + 0 * x for g, x in zip(grads, inputs))
+        return grads + (None,)
 
     if once:
         backward = torch.autograd.function.once_differentiable(backward)

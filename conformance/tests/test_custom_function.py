@@ -124,10 +124,38 @@ def test_saved_tensor_changed_in_place_raises_at_backward(device, mode, data):
     change = data.draw(st.sampled_from(sorted(INPLACE_CHANGES)), label="in-place change")
     # a leaf that requires grad cannot be changed in place: the Function gets a copy of it (a non-leaf)
     inputs = [x.clone() if x.requires_grad else x for x in app.inputs]
-    out = mode.run(lambda *args: wrapping(app.form).apply(*args), *inputs, 1.0)
+    function = wrapping(app.form, reads_saved=True)
+    out = mode.run(lambda *args: function.apply(*args), *inputs, 1.0)
     with torch.no_grad():
         INPLACE_CHANGES[change](inputs[changed])
     with assert_raises(RuntimeError, match="modified by an inplace operation", clause="FUNC-3", what=f"backward after `{change}` on saved input x{changed} ({mode})\n{app!r}\n"):
+        out.sum().backward()
+
+
+@pytest.mark.spec("FUNC-3")
+@given(data=st.data())
+def test_saved_tensor_changed_in_place_raises_even_if_backward_ignores_its_value(device, mode, data):
+    """Pinned: a Function that saves its input but whose backward (of ``-x``) does not read the value.  The check
+    is on what was saved, not on what backward uses (compiled code drops it: see the expectations file)."""
+    x = data.draw(tensors(dtype=st.sampled_from(REAL_DTYPES), shape=shapes(min_side=1, max_side=3), device=device, requires_grad=True), label="x")
+    change = data.draw(st.sampled_from(sorted(INPLACE_CHANGES)), label="in-place change")
+
+    class Neg(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return -x
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return -grad
+
+    copy = x.clone()
+    out = mode.run(lambda x: Neg.apply(x), copy)
+    with torch.no_grad():
+        INPLACE_CHANGES[change](copy)
+    with assert_raises(RuntimeError, match="modified by an inplace operation", clause="FUNC-3", what=f"backward after `{change}` on the saved input of a Function whose backward does not read it ({mode})"):
         out.sum().backward()
 
 
