@@ -82,7 +82,9 @@ EMPTY_OUTPUTS = {
 def test_jacobian_of_an_empty_output(device, mode, vectorize, strategy, data):
     """An output with no elements has a Jacobian with no elements, of shape output.shape + input.shape (what
     torch.func.jacrev returns); on torch 2.13 the reverse-mode strategies raise instead (expectations file)."""
-    source = data.draw(st.sampled_from(sorted(EMPTY_OUTPUTS)), label="function with an empty output")
+    # boolean indexing has a data-dependent shape: dynamo breaks the graph there, so compiled modes draw the others
+    sources = sorted(source for source in EMPTY_OUTPUTS if not (mode.compiled and ">" in source))
+    source = data.draw(st.sampled_from(sources), label="function with an empty output")
     x = data.draw(tensors(dtype=st.sampled_from([torch.float32, torch.float64]), shape=st.lists(st.integers(1, 3), min_size=1, max_size=2).map(tuple), device=device), label="x")
     inputs, as_tuple = _as_inputs(data, [x])
     function = mode.compile(EMPTY_OUTPUTS[source])
