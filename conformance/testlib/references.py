@@ -2,7 +2,7 @@
 and finite differences (``torch.autograd.gradcheck`` / ``gradgradcheck``) as the reference a test compares with.
 
 :func:`op_cases` draws, for one registry op, a form and float64 operands whose values are all distinct, at least
-0.3 from zero and at least 0.25 from +-1 (``clamp``'s bounds): no element sits at (or within a finite-difference
+0.25 from zero and at least 0.2 from +-1 (``clamp``'s bounds): no element sits at (or within a finite-difference
 step of) a kink of ``abs``, ``relu``, ``clamp``, ``maximum``, ``amax``, ``where`` or ``masked_select``'s mask,
 and no divisor is near zero.  :func:`agrees_with_finite_differences` runs gradcheck and fails the clause with a
 message naming the program, the derivative and the reference that disagreed.
@@ -24,6 +24,7 @@ from .strategies import broadcastable_shapes, seeds
 __all__ = [
     "GRID",
     "OpCase",
+    "agreeing",
     "agrees_with_finite_differences",
     "op_cases",
     "safe_values",

@@ -18,7 +18,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.testlib.assertions import assert_close, fail
+from conformance.testlib.assertions import assert_close
 from conformance.testlib.graphs import Graph, graphs
 from conformance.testlib.modes import Mode, keeping_graphs_allowed
 from conformance.testlib.ops import OPS, OpForm, all_forms, ops_by_name
