@@ -412,3 +412,54 @@ def test_jvp_gives_the_forward_mode_tangent(device, mode, data):
         primal, tangent = fwAD.unpack_dual(out)
     assert_close(primal, forward(x, y), clause="FUNC-10", what=f"primal of `{name}` with a jvp staticmethod ({mode})")
     assert_close(tangent, tangent_of(x, y, tx, ty) * scale, clause="FUNC-10", what=f"tangent of `{name}`: what jvp returned ({scale} x the exact one) ({mode})")
+
+
+# ----------------------------------------------------------------------------- FUNC-11
+
+
+def _transformable(data, device, mode):
+    """An application whose op vmap can batch (every op but the value-dependent masked_select), plain inputs."""
+    from conformance.testlib.ops import OPS
+
+    ops = [op for op in OPS if op.compiles_whole]
+    return data.draw(applications(device=device, mode=mode, requires_grad="none", ops=ops, dtype=st.just(torch.float64)), label="application")
+
+
+@pytest.mark.spec("FUNC-11")
+@given(data=st.data())
+def test_torch_func_grad_and_vmap_of_a_setup_context_function(device, mode, data):
+    app = _transformable(data, device, mode)
+    scale = data.draw(SCALES, label="scale backward applies")
+    argnum = data.draw(st.integers(0, len(app.inputs) - 1), label="argnums")
+    function = wrapping(app.form, scale=scale, style="setup_context")
+    function.generate_vmap_rule = True
+    probe = app.form(*app.inputs)
+    weight = data.draw(tensors(dtype=probe.dtype, shape=tuple(probe.shape), device=device), label="weight of the loss")
+
+    def loss(*inputs):
+        return (function.apply(*inputs, scale) * weight).sum()
+
+    grad = mode.run(lambda *inputs: torch.func.grad(loss, argnums=argnum)(*inputs), *app.inputs)
+    reference = _reference(type(app)(app.form, [x.detach().requires_grad_(i == argnum) for i, x in enumerate(app.inputs)]), weight)[argnum]
+    assert_close(grad, reference * scale, clause="FUNC-11", what=f"torch.func.grad(argnums={argnum}) through a setup_context-style Function: its backward's return ({scale} x the op's vjp) ({mode})\n{app!r}\n")
+    batch = data.draw(st.integers(1, 3), label="batch size")
+    batched = [torch.stack([x + k for k in range(batch)]) for x in app.inputs]
+    out = mode.run(lambda *inputs: torch.func.vmap(lambda *xs: function.apply(*xs, scale))(*inputs), *batched)
+    expected = torch.stack([app.form(*[x + k for x in app.inputs]) for k in range(batch)])
+    assert_close(out, expected, clause="FUNC-11", what=f"torch.func.vmap over a setup_context-style Function with generate_vmap_rule=True: the per-sample outputs ({mode})\n{app!r}\n")
+
+
+@pytest.mark.spec("FUNC-11")
+@given(data=st.data())
+def test_torch_func_transform_of_a_ctx_style_function_raises(device, mode, data):
+    app = _transformable(data, device, mode)
+    transform = data.draw(st.sampled_from(["torch.func.grad", "torch.func.vmap"]), label="transform")
+    function = wrapping(app.form, style="ctx")
+    if transform == "torch.func.grad":
+        program = lambda *inputs: torch.func.grad(lambda *xs: function.apply(*xs, 1.0).sum())(*inputs)  # noqa: E731
+        args = app.inputs
+    else:
+        program = lambda *inputs: torch.func.vmap(lambda *xs: function.apply(*xs, 1.0))(*inputs)  # noqa: E731
+        args = [torch.stack([x, x]) for x in app.inputs]
+    with assert_raises(RuntimeError, match="setup_context", clause="FUNC-11", what=f"`{transform}` of a Function written with forward(ctx, ...) ({mode})\n{app!r}\n"):
+        mode.run(program, *args)

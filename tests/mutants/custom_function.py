@@ -98,6 +98,13 @@ def _jvp_results_doubled(mp):
     mp.setattr(function_module.BackwardCFunction, "apply_jvp", apply_jvp)
 
 
+def _func_transforms_run_forward_directly(mp):
+    def custom_function_call(cls, *args, **kwargs):
+        return cls.forward(*args, **kwargs)  # the transform differentiates forward's ops: the custom backward is dropped
+
+    mp.setattr(function_module, "custom_function_call", custom_function_call)
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "function_apply_untracked_unless_every_input_requires_grad",
@@ -159,5 +166,12 @@ MUTANTS: tuple[Mutant, ...] = (
         ("FUNC-10",),
         "forward-mode AD gives a custom Function's outputs twice the tangents its jvp returned",
         _jvp_results_doubled,
+    ),
+    Mutant(
+        "func_transforms_drop_the_custom_backward",
+        ("FUNC-11",),
+        "under a torch.func transform a setup_context-style Function runs its forward as plain code: torch.func.grad differentiates its ops, not its backward",
+        _func_transforms_run_forward_directly,
+        regression="https://github.com/pytorch/pytorch/issues/193279",
     ),
 )
