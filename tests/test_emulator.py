@@ -140,6 +140,20 @@ def test_recurrent_modules_match_the_cpu_in_both_backward_paths(emu, kind, bias)
             torch.testing.assert_close(emu_value.detach().cpu(), cpu_value.detach())
 
 
+def test_efficient_zero_tensors_are_zero_tensors_and_forward_mode_uses_them(emu):
+    """Forward-mode AD gives an operand without a tangent (a Python scalar) a zero tensor that owns no memory;
+    on the device it must be one too, not uninitialised memory (the tangent of ``x.mul(0.5)`` read garbage)."""
+    import torch.autograd.forward_ad as fwAD
+
+    zeros = torch._efficientzerotensor((2, 3), dtype=torch.float64, device=emu)
+    assert zeros._is_zerotensor() and zeros.device.type == emu.type and zeros.dtype == torch.float64
+    assert torch.equal((zeros + 1).cpu(), torch.ones(2, 3, dtype=torch.float64))
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with fwAD.dual_level():
+        tangents = [fwAD.unpack_dual(fwAD.make_dual(x.to(device), torch.ones_like(x).to(device)).mul(0.5)).tangent.cpu() for device in ("cpu", emu)]
+    assert torch.equal(tangents[1], tangents[0]) and torch.equal(tangents[0], torch.full((3, 4), 0.5, dtype=torch.float64))
+
+
 def test_benchmarks_synchronize_it(emu):
     before = torch.emu.synchronize_calls
     synchronizer("emu")()

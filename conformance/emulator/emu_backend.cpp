@@ -25,6 +25,8 @@
 // torch.utils.rename_privateuse1_backend.
 
 #include <ATen/ATen.h>
+#include <ATen/EmptyTensor.h>
+#include <ATen/native/TensorFactories.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/detail/PrivateUse1HooksInterface.h>
 #include <c10/core/Allocator.h>
@@ -626,6 +628,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> emu_fused
   return std::make_tuple(grad_input_gates, grad_hidden_gates, grad_hy * z, grad_input_bias, grad_hidden_bias);
 }
 
+// _efficientzerotensor: a zero tensor that owns no memory and carries the ZeroTensor dispatch key, which
+// forward-mode AD uses as the tangent of an operand that has none (x.mul(0.5): the scalar's tangent).  The
+// fallback would copy the CPU kernel's result into a plain device tensor: no ZeroTensor key, and as its CPU
+// original owns no memory, uninitialised values.  Built as CUDA's kernel builds it, for the device.
+at::native::ZeroTensorAllocator g_zero_tensor_allocator(kEmuDevice);
+
+void emu_efficientzerotensor(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const size_t n_arguments = op.schema().arguments().size();
+  auto arguments = torch::jit::last(*stack, n_arguments);
+  std::vector<int64_t> size = arguments[0].toIntVector();
+  c10::ScalarType dtype = arguments[1].isNone() ? c10::typeMetaToScalarType(c10::get_default_dtype()) : arguments[1].toScalarType();
+  c10::DispatchKeySet keys = c10::DispatchKeySet(c10::DispatchKey::PrivateUse1) | c10::DispatchKeySet(c10::DispatchKey::ZeroTensor);
+  at::Tensor zeros = at::detail::empty_generic(size, &g_zero_tensor_allocator, keys, dtype, c10::nullopt);
+  torch::jit::drop(*stack, n_arguments);
+  torch::jit::push(*stack, std::move(zeros));
+}
+
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&emu_fallback>());
 }
@@ -645,6 +664,7 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   m.impl("_thnn_fused_lstm_cell_backward_impl", TORCH_FN(emu_fused_lstm_cell_backward_impl));
   m.impl("_thnn_fused_gru_cell", TORCH_FN(emu_fused_gru_cell));
   m.impl("_thnn_fused_gru_cell_backward", TORCH_FN(emu_fused_gru_cell_backward));
+  m.impl("_efficientzerotensor", torch::CppFunction::makeFromBoxedFunction<&emu_efficientzerotensor>());
 }
 
 // copy_ reaches a backend's _copy_from with the source's conj/neg bits still
