@@ -216,31 +216,42 @@ def test_needs_input_grad_says_which_inputs_require_grad(device, mode, data):
 # ----------------------------------------------------------------------------- FUNC-5
 
 
+#: in-place changes a Function makes to its input: the change, its derivative
+DIRTY_CHANGES = {
+    "x.mul_(-3.0)": (lambda x: x.mul_(-3.0), -3.0),
+    "x.mul_(0.5)": (lambda x: x.mul_(0.5), 0.5),
+    "x.add_(1.0)": (lambda x: x.add_(1.0), 1.0),
+    "x.neg_()": (lambda x: x.neg_(), -1.0),
+}
+
+
 @pytest.mark.spec("FUNC-5")
 @given(data=st.data())
 def test_mark_dirty_returns_the_input_with_the_function_as_history(device, mode, data):
     leaf = data.draw(tensors(dtype=st.sampled_from(REAL_DTYPES), shape=shapes(min_side=1, max_side=3), device=device, requires_grad=True), label="leaf")
-    factor = data.draw(st.sampled_from([2.0, -3.0, 0.5]), label="factor of the in-place x.mul_")
+    change_name = data.draw(st.sampled_from(sorted(DIRTY_CHANGES)), label="in-place change forward makes")
+    change, derivative = DIRTY_CHANGES[change_name]
     scale = data.draw(SCALES, label="extra scale backward applies")
 
-    class ScaleInPlace(torch.autograd.Function):
+    class ChangeInPlace(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x):
-            x.mul_(factor)
+            change(x)
             ctx.mark_dirty(x)
             return x
 
         @staticmethod
         def backward(ctx, grad):
-            return grad * factor * scale
+            return grad * derivative * scale
 
     x = leaf.clone()  # a non-leaf: an in-place change of it is allowed
-    program = mode.compile(lambda x: ScaleInPlace.apply(x))
+    expected = change(leaf.detach().clone())
+    program = mode.compile(lambda x: ChangeInPlace.apply(x))
     out = program(x)
-    assert_equal(out is x, True, clause="FUNC-5", what=f"`ScaleInPlace.apply(x) is x` for a Function that marks its input dirty ({mode})")
-    assert_close(x, leaf.detach() * factor, clause="FUNC-5", what=f"x after the Function changed it in place ({mode})")
+    assert_equal(out is x, True, clause="FUNC-5", what=f"`apply(x) is x` for a Function that changes x with `{change_name}` and marks it dirty ({mode})")
+    assert_close(x, expected, clause="FUNC-5", what=f"x after the Function's `{change_name}` ({mode})")
     x.sum().backward()  # through the input itself: its history is now the Function
-    assert_close(leaf.grad, torch.full_like(leaf, factor * scale), clause="FUNC-5", what=f"gradient through the dirty input x: the Function's backward ({factor} x {scale}) ({mode})")
+    assert_close(leaf.grad, torch.full_like(leaf, derivative * scale), clause="FUNC-5", what=f"gradient through the dirty input x: the Function's backward ({derivative} x {scale}) ({mode})")
 
 
 # ----------------------------------------------------------------------------- FUNC-6
