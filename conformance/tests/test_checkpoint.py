@@ -331,3 +331,46 @@ def test_checkpoint_without_use_reentrant_is_silently_reentrant(device, mode, da
         y = mode.run(lambda *leaves: checkpointed(loss, *leaves, use_reentrant=None), *graph.leaves)
     with assert_raises(RuntimeError, match=REENTRANT_GRAD_MATCH, clause="CKPT-11", what=f"torch.autograd.grad through {what}: the reentrant variant's refusal\n{graph!r}\n"):
         torch.autograd.grad(y, wanted)
+
+
+def _gradient_inside(x):
+    """A function that differentiates inside itself: the sum of d/dx sum(x**3) = 3x**2 (a graph of its own)."""
+    (g,) = torch.autograd.grad((x**3).sum(), x, create_graph=True)
+    return g.sum()
+
+
+@pytest.mark.spec("CKPT-12")
+@given(data=st.data())
+def test_non_reentrant_checkpoint_allows_backward_inside_the_region(device, mode, data):
+    dtype = data.draw(st.sampled_from(REAL_DTYPES), label="dtype")
+    x = data.draw(tensors(dtype=dtype, shape=SMALL, device=device, requires_grad=True), label="x")
+    expected_value = _gradient_inside(x)
+    (expected,) = torch.autograd.grad(expected_value, x)
+    what = f"checkpoint(f, x, use_reentrant=False) where f calls torch.autograd.grad(create_graph=True) ({mode})"
+    with assert_succeeds(clause="CKPT-12", what=what):
+        y = mode.run(lambda x: checkpointed(_gradient_inside, x, use_reentrant=False), x)
+        y.backward()
+    assert_close(y, expected_value, clause="CKPT-12", what=f"the value of {what}")
+    assert_close(x.grad, expected, clause="CKPT-12", what=f"x.grad after backward through {what} (the second derivative)")
+
+
+@pytest.mark.spec("CKPT-13")
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@given(data=st.data())
+def test_reentrant_forward_runs_without_grad(device, mode, variant, data):
+    x = data.draw(tensors(dtype=st.sampled_from(REAL_DTYPES), shape=SMALL, device=device, requires_grad=True), label="x")
+    seen = []
+
+    def f(x):
+        h = x.sin()
+        seen.append((torch.is_grad_enabled(), h.requires_grad))
+        return h.exp()
+
+    mode.run(lambda x: checkpointed(f, x, use_reentrant=VARIANTS[variant]), x)
+    reentrant = VARIANTS[variant]
+    assert_equal(
+        seen[0],
+        (not reentrant, not reentrant),
+        clause="CKPT-13",
+        what=f"(torch.is_grad_enabled(), h.requires_grad) inside f's forward call by checkpoint(f, x, {variant}), h = x.sin() ({mode})",
+    )

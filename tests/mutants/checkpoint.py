@@ -111,6 +111,49 @@ def _determinism_check_off(mp):
     _wrap_checkpoint(mp, change)
 
 
+def _no_backward_inside_a_non_reentrant_region(mp):
+    """torch 1.13's limitation back: torch.autograd.grad inside a non-reentrant checkpointed function raises."""
+    inside = []
+    original_grad = torch.autograd.grad
+
+    def grad(*args, **kwargs):
+        if inside:
+            raise RuntimeError("You are calling backwards on a tensor that is never exposed. Please open an issue.")
+        return original_grad(*args, **kwargs)
+
+    def change(original, function, args, use_reentrant, kwargs):
+        if use_reentrant is not False:
+            return _call(original, function, args, use_reentrant, kwargs)
+
+        def region(*inner, **inner_kwargs):
+            inside.append(None)
+            try:
+                return function(*inner, **inner_kwargs)
+            finally:
+                inside.pop()
+
+        return _call(original, region, args, use_reentrant, kwargs)
+
+    mp.setattr(torch.autograd, "grad", grad)
+    _wrap_checkpoint(mp, change)
+
+
+def _reentrant_forward_records(mp):
+    """The reentrant variant's forward call of the function runs with grad mode enabled."""
+
+    def change(original, function, args, use_reentrant, kwargs):
+        if use_reentrant is False:
+            return _call(original, function, args, use_reentrant, kwargs)
+
+        def with_grad(*inner, **inner_kwargs):
+            with torch.enable_grad():
+                return function(*inner, **inner_kwargs)
+
+        return _call(original, with_grad, args, use_reentrant, kwargs)
+
+    _wrap_checkpoint(mp, change)
+
+
 def _missing_use_reentrant_is_silent(mp):
     """The warning dropped: a missing use_reentrant silently means True (the torch < 2.1 behaviour)."""
 
@@ -163,6 +206,13 @@ MUTANTS = (
         _reentrant_output_requires_grad_through_parameters,
     ),
     Mutant("checkpoint_determinism_check_off", ("CKPT-9",), "checkpoint(use_reentrant=False) no longer compares the recomputed tensors' metadata with the saved ones", _determinism_check_off),
+    Mutant(
+        "checkpoint_no_backward_inside_a_non_reentrant_region",
+        ("CKPT-12",),
+        "torch.autograd.grad inside a function checkpointed with use_reentrant=False raises (torch 1.13's limitation)",
+        _no_backward_inside_a_non_reentrant_region,
+    ),
+    Mutant("checkpoint_reentrant_forward_records", ("CKPT-13",), "checkpoint(use_reentrant=True) calls the function for the forward pass with grad mode enabled", _reentrant_forward_records),
     Mutant("checkpoint_missing_use_reentrant_is_silent", ("CKPT-10",), "checkpoint without use_reentrant no longer warns (it still runs the reentrant variant)", _missing_use_reentrant_is_silent),
     Mutant(
         "checkpoint_missing_use_reentrant_silently_non_reentrant",
