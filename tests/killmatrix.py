@@ -29,6 +29,7 @@ controller merges them into ``PATH``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -465,8 +466,22 @@ def pytest_configure(config: pytest.Config) -> None:
     load_mutation_profile()
     plugin = KillMatrixPlugin(config, selected)
     if not _is_xdist_controller(config):
+        _script_forward_mode_decompositions()
         plugin.install_spies()
     config.pluginmanager.register(plugin, "kill-matrix")
+
+
+def _script_forward_mode_decompositions() -> None:
+    """Have torch script its forward-mode decompositions now, before the spies replace torch functions.
+
+    Forward-mode AD (``torch.autograd.forward_ad``, ``torch.func.jvp``, ``jacfwd``, ``hessian``, forward-mode
+    ``jacobian``) imports ``torch._decomp.decompositions_for_jvp`` on first use, which ``torch.jit.script``s
+    decompositions calling ``torch.where`` and other torch functions; TorchScript cannot compile a spy, so a first
+    forward-mode call under the spies fails with "TypeError: ... expected, got builtin_function_or_method".  Nothing
+    of torch is changed.  (Absent from older torch lines, whose forward AD scripts nothing.)
+    """
+    with contextlib.suppress(ImportError):
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.autograd.functional as AF
 
 from tests.mutants.base import Mutant
-
-# Forward-mode AD in torch.func (jvp, jacfwd, hessian, jacobian(strategy="forward-mode")) imports
-# torch._decomp.decompositions_for_jvp on first use, which torch.jit.scripts decompositions calling torch.where
-# and other torch functions.  The kill matrix replaces those (the footprints of other areas' mutants) by Python
-# spies for its whole session, from pytest_configure on, and TorchScript cannot compile a spy: a first jvp
-# there fails with "TypeError: module, class, method, function ... expected, got builtin_function_or_method".
-# Importing it here (the kill matrix imports the mutants before it installs its spies) scripts them first.
-# Nothing of torch is changed.  (Absent from older torch lines, whose forward AD needs no scripting.)
-with contextlib.suppress(ImportError):
-    import torch._decomp.decompositions_for_jvp  # noqa: F401
 
 
 def _flip_output_dims(result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
