@@ -154,6 +154,25 @@ def test_efficient_zero_tensors_are_zero_tensors_and_forward_mode_uses_them(emu)
     assert torch.equal(tangents[1], tangents[0]) and torch.equal(tangents[0], torch.full((3, 4), 0.5, dtype=torch.float64))
 
 
+def test_checkpointing_replays_dropout_and_autocast_state_on_it(emu):
+    """torch.utils.checkpoint asks the device module for its autocast dtypes and RNG state (on every call once the
+    device is the process's accelerator, even for CPU tensors): dropout inside a checkpoint gets the uncheckpointed
+    gradient on the device and on the CPU."""
+    from torch.utils.checkpoint import checkpoint
+
+    for device in (emu, torch.device("cpu")):
+        torch.manual_seed(1)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 1)).to(device)
+        x = torch.randn(3, 4, device=device, requires_grad=True)
+        torch.manual_seed(0)
+        (plain,) = torch.autograd.grad(net(x).sum(), x)
+        for use_reentrant in (True, False):
+            x.grad = None
+            torch.manual_seed(0)
+            checkpoint(net, x, use_reentrant=use_reentrant).sum().backward()  # the reentrant variant refuses grad()
+            assert torch.equal(x.grad.cpu(), plain.cpu()), (device, use_reentrant)
+
+
 def test_benchmarks_synchronize_it(emu):
     before = torch.emu.synchronize_calls
     synchronizer("emu")()

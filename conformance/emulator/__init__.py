@@ -27,6 +27,7 @@ per-device worker pool then, and a device type registered later has no worker
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sysconfig
@@ -93,6 +94,36 @@ class _EmuModule:
     @staticmethod
     def _is_in_bad_fork() -> bool:
         return False
+
+    # What torch.utils.checkpoint asks of the accelerator's module: its autocast state (torch.get_autocast_dtype
+    # asserts the module names its autocast dtypes) and, to replay dropout, the device's RNG state in the device's
+    # context.  The CPU generator draws the device's random numbers, so its state is the device's.
+
+    @staticmethod
+    def get_amp_supported_dtype():
+        import torch
+
+        return [torch.float16, torch.bfloat16]
+
+    @staticmethod
+    def is_bf16_supported() -> bool:
+        return True
+
+    @staticmethod
+    def device(index=None):
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def get_rng_state(device=None):
+        import torch
+
+        return torch.get_rng_state()
+
+    @staticmethod
+    def set_rng_state(state, device=None) -> None:
+        import torch
+
+        torch.set_rng_state(state)
 
 
 def _torch_line() -> tuple[int, int]:
