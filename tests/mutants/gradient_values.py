@@ -59,6 +59,49 @@ def _patch_unary(mp, name: str, function) -> None:
     mp.setattr(torch.Tensor, name, lambda self: function.apply(self))
 
 
+def _binary_function(op: Callable, *, backward: Callable, jvp: Callable):
+    """A Function computing ``op(a, b)``; its backward is ``backward(a, b, g)`` (the two gradients, summed back to
+    each operand's shape) and its forward-mode rule ``jvp(a, b, ta, tb)``."""
+
+    class Mutated(torch.autograd.Function):
+        @staticmethod
+        def forward(a, b):
+            return op(a, b)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            a, b = inputs
+            ctx.save_for_backward(a, b)
+            ctx.save_for_forward(a, b)
+
+        @staticmethod
+        def backward(ctx, g):
+            a, b = ctx.saved_tensors
+            grad_a, grad_b = backward(a, b, g)
+            return grad_a.sum_to_size(a.shape), grad_b.sum_to_size(b.shape)
+
+        @staticmethod
+        def jvp(ctx, ta, tb):
+            a, b = ctx.saved_tensors
+            return jvp(a, b, ta, tb)
+
+    return Mutated
+
+
+def _patch_binary(mp, name: str, function, *, tensors_only: bool = False) -> None:
+    """``torch.NAME`` and ``Tensor.NAME`` apply ``function``; other calls (``out=``, extra arguments, with
+    ``tensors_only`` a Python number operand) go to the original."""
+    original = getattr(torch, name)
+
+    def patched(a, b, *args, **kwargs):
+        if args or kwargs or (tensors_only and not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor))):
+            return original(a, b, *args, **kwargs)
+        return function.apply(a, b)
+
+    mp.setattr(torch, name, patched)
+    mp.setattr(torch.Tensor, name, patched)
+
+
 def _transcendental_backward_doubled(mp):
     for name, (op, derivative) in _TRANSCENDENTAL.items():
         _patch_unary(mp, name, _unary_function(op, derivative, backward=lambda x, g, d=derivative: 2 * g * d(x)))
@@ -82,38 +125,14 @@ def _tanh_jvp_misses_the_square(mp):
 
 
 def _div_backward_wrong_sign_for_divisor(mp):
-    original = torch.div
-
-    class Div(torch.autograd.Function):
-        @staticmethod
-        def forward(a, b):
-            return original(a, b)
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            a, b = inputs
-            ctx.save_for_backward(a, b)
-            ctx.save_for_forward(a, b)
-
-        @staticmethod
-        def backward(ctx, g):
-            a, b = ctx.saved_tensors
-            # d/db of a / b is -a / b**2: the sign dropped
-            return (g / b).sum_to_size(a.shape), (g * a / (b * b)).sum_to_size(b.shape)
-
-        @staticmethod
-        def jvp(ctx, ta, tb):
-            a, b = ctx.saved_tensors
-            return ta / b - tb * a / (b * b)
-
-    def div(a, b, *args, **kwargs):
-        if args or kwargs or not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-            return original(a, b, *args, **kwargs)
-        return Div.apply(a, b)
-
-    mp.setattr(torch, "div", div)
-    mp.setattr(torch.Tensor, "div", div)
-    mp.setattr(torch.Tensor, "__truediv__", div)
+    # d/db of a / b is -a / b**2: the sign dropped in backward; forward mode stays right
+    function = _binary_function(
+        torch.div,
+        backward=lambda a, b, g: (g / b, g * a / (b * b)),
+        jvp=lambda a, b, ta, tb: ta / b - tb * a / (b * b),
+    )
+    _patch_binary(mp, "div", function, tensors_only=True)
+    mp.setattr(torch.Tensor, "__truediv__", getattr(torch.Tensor, "div"))
 
 
 def _relu_gradient_one_at_zero(mp):
@@ -124,38 +143,15 @@ def _relu_gradient_one_at_zero(mp):
 
 
 def _maximum_ties_go_to_the_first_operand(mp):
-    original = torch.maximum
+    def first(a, b, like):  # a tie sends the whole gradient to a, as max(dim) does to one index
+        return (a >= b).to(like.dtype)
 
-    class Maximum(torch.autograd.Function):
-        @staticmethod
-        def forward(a, b):
-            return original(a, b)
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            a, b = inputs
-            ctx.save_for_backward(a, b)
-            ctx.save_for_forward(a, b)
-
-        @staticmethod
-        def backward(ctx, g):
-            a, b = ctx.saved_tensors
-            first = (a >= b).to(g.dtype)  # a tie sends the whole gradient to a, as max(dim) does to one index
-            return (g * first).sum_to_size(a.shape), (g * (1 - first)).sum_to_size(b.shape)
-
-        @staticmethod
-        def jvp(ctx, ta, tb):
-            a, b = ctx.saved_tensors
-            first = (a >= b).to(ta.dtype)
-            return ta * first + tb * (1 - first)
-
-    def maximum(a, b, *args, **kwargs):
-        if args or kwargs:
-            return original(a, b, *args, **kwargs)
-        return Maximum.apply(a, b)
-
-    mp.setattr(torch, "maximum", maximum)
-    mp.setattr(torch.Tensor, "maximum", maximum)
+    function = _binary_function(
+        torch.maximum,
+        backward=lambda a, b, g: (g * first(a, b, g), g * (1 - first(a, b, g))),
+        jvp=lambda a, b, ta, tb: ta * first(a, b, ta) + tb * (1 - first(a, b, ta)),
+    )
+    _patch_binary(mp, "maximum", function)
 
 
 MUTANTS: tuple[Mutant, ...] = (
