@@ -15,8 +15,11 @@ from hypothesis import Phase, settings
 
 from tests.mutants import (
     accumulation,
+    anomaly,
+    autocast,
     backward,
     checkpoint,
+    complex_numbers,
     cross_device,
     custom_function,
     detach,
@@ -29,8 +32,10 @@ from tests.mutants import (
     inplace,
     leaves,
     modules,
+    nondiff,
     requires_grad,
     saved_tensors,
+    threads,
     transfer,
 )
 from tests.mutants.base import Mutant
@@ -41,6 +46,7 @@ __all__ = ["MUTANTS", "Mutant", "load_mutation_profile"]
 _AREAS = (
     grad_mode, requires_grad, leaves, accumulation, backward, detach, inplace, hooks, modules, transfer, saved_tensors, cross_device,
     custom_function, checkpoint, higher_order, forward_ad, functional, gradient_values,
+    nondiff, threads, complex_numbers, anomaly, autocast,
 )  # fmt: skip
 
 
