@@ -248,3 +248,31 @@ def test_gradgradcheck_passes_on_the_registry(device, mode, kind, data):
     what = f"torch.autograd.gradgradcheck of `{form.source(*'ab'[: op.arity])}` at float64 {tuple(shape)} ({mode})"
     with assert_succeeds(clause="HIGHER-5", what=what):
         torch.autograd.gradgradcheck(mode.compile(form.fn), inputs)
+
+
+# --------------------------------------------------------------------------------------------- HIGHER-6
+
+
+@pytest.mark.spec("HIGHER-6")
+@given(data=st.data())
+def test_grad_does_not_call_its_inputs_hooks_before_2_0(device, mode, data):
+    """The pre-2.0 side of HIGHER-3 (pytorch#35802, changed by PR 85849): the hook is counted, so every example can
+    fail whatever the gradient's value."""
+    graph = data.draw(graphs(device=device, requires_grad=True, dtype=torch.float64, mode=mode, base_shape=shapes(min_side=1, **SMALL), max_steps=4), label="graph")
+    used = sorted(graph.leaves_behind(graph.n_values - 1))
+    hooked = data.draw(st.sampled_from(used), label="hooked leaf")
+    k = data.draw(st.sampled_from([-1.0, 0.5, 3.0]), label="k")
+    create_graph = data.draw(st.booleans(), label="create_graph")
+    leaves = [graph.leaves[i] for i in used]
+    loss = _squared_output(graph.program, mode)
+    expected = _gradients("torch.autograd.grad(y, leaves)", loss(*graph.leaves), leaves)
+    calls = []
+    handle = graph.leaves[hooked].register_hook(lambda grad: calls.append(1) or grad * k)
+    try:
+        got = _gradients("torch.autograd.grad(y, leaves)", loss(*graph.leaves), leaves, create_graph=create_graph)
+    finally:
+        handle.remove()
+    what = f"torch.autograd.grad(y, leaves, create_graph={create_graph}) with a hook returning `grad * {k}` on input t{hooked} (torch < 2.0, {mode})\n{graph!r}\n"
+    assert_equal(len(calls), 0, clause="HIGHER-6", what=f"calls of the hook on an input of {what}")
+    for index, g, want in zip(used, got, expected):
+        assert_close(g.detach(), want, clause="HIGHER-6", what=f"the unhooked gradient of t{index} from {what}")
