@@ -32,6 +32,7 @@ written to the current directory (``conformance-report.json``), like relative
 
 ``summary``, ``diff``, ``matrix``, ``ratios`` and ``merge`` are the report tools
 (:mod:`conformance.reporting.cli`); their arguments pass through unchanged.
+``coverage`` renders the coverage map (:mod:`conformance.spec.coverage`).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ commands:
   matrix REPORT...       a version/device matrix of reports
   ratios FILE...         benchmark ratios
   merge REPORT...        one report from the reports of shards
+  coverage [-o PATH]     the coverage map: the note's sections and the public autograd names the clauses
+                         cover (--installed: against the installed torch; --check: exit 1 on a gap)
 
 `autograd-conformance COMMAND --help` describes a command.
 """
@@ -114,8 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .reporting.cli import main as report_main
 
         return report_main([command, *rest])
+    if command == "coverage":
+        from .spec.coverage import main as coverage_main
+
+        return coverage_main(rest)
     print(
-        f"error: unknown command {command!r}; commands: run, {', '.join(REPORT_COMMANDS)} (see --help)",
+        f"error: unknown command {command!r}; commands: run, {', '.join(REPORT_COMMANDS)}, coverage (see --help)",
         file=sys.stderr,
     )
     return EXIT_BAD_INPUT
