@@ -186,3 +186,17 @@ def test_coverage_command_refuses_a_malformed_map(tmp_path, capsys):
     path.write_text("reference_torch = [", encoding="utf-8")
     assert cli_main(["coverage", "--map", str(path)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_rendering_imports_no_torch():
+    """The report tools' promise: ``coverage`` without --installed/--check renders without importing torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from conformance.spec.coverage import main; import io, contextlib\n"
+        "with contextlib.redirect_stdout(io.StringIO()): status = main([])\n"
+        "print(status, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["0", "False"], result.stderr[-2000:]
