@@ -83,7 +83,7 @@ def test_figures_count_names_public_on_the_reference_torch(coverage_map):
     )
     later = coverage_map.names["torch.autograd.graph"]["queue_callback"]  # public from 2.15 only
     assert not later.public_in(coverage_map.reference_torch) and later.public_in("2.15.0")
-    assert figures["note sections and subsections"][1] == len(coverage_map.sections)
+    assert figures["note headings (sections and subsections)"][1] == len(coverage_map.sections)
 
 
 # ------------------------------------------------------------------------------ the loader's checks, on small maps

@@ -428,9 +428,9 @@ def figures(coverage: CoverageMap, torch_version: str | None = None) -> dict[str
     for ``torch_version`` (default: the map's reference torch)."""
     version = torch_version or coverage.reference_torch
     result = {
-        "note sections": (sum(s.covered for s in coverage.sections if s.level == 1),
+        "note sections (top level)": (sum(s.covered for s in coverage.sections if s.level == 1),
                           sum(1 for s in coverage.sections if s.level == 1)),
-        "note sections and subsections": (sum(s.covered for s in coverage.sections), len(coverage.sections)),
+        "note headings (sections and subsections)": (sum(s.covered for s in coverage.sections), len(coverage.sections)),
     }  # fmt: skip
     covered_all = total_all = 0
     for namespace in NAMESPACES:
@@ -464,7 +464,9 @@ def render(
         "least one clause states its behaviour (not necessarily all of it: the notes say where). Public names "
         "are defined in `conformance/spec/coverage.py`; the figures count the names public on torch "
         f"{reference}, the suite's CI pin (names of other torch lines checked — "
-        f"{', '.join(coverage.checked_torch)} — are listed with their versions and not counted).",
+        f"{', '.join(coverage.checked_torch)} — are listed with their versions and not counted). \"Public on torch "
+        ">=X\" says on which of the checked lines a name is in the namespace's public set (its `__all__`); on "
+        "older lines it may exist without being listed there.",
         "",
         "## Figures",
         "",
