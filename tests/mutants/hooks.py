@@ -210,3 +210,203 @@ MUTANTS = (
     ),
     Mutant("deprecated_backward_hook_warns_on_every_module", ("HOOK-12",), "register_backward_hook's deprecation warning is emitted by single-operation modules too", _deprecated_backward_hook_warns_on_every_module),
 )
+
+
+# ----------------------------------------------------------------------------- backward hooks execution (HOOK-15..23)
+
+
+def _retain_grad_is_an_ordinary_tensor_hook(mp):
+    """torch 1.13's retain_grad(): a tensor hook like any other, run in registration order with the user's."""
+    import weakref
+
+    register_hook = torch.Tensor.register_hook
+
+    def retain_grad(self):
+        if self.is_leaf or getattr(self, "_mutant_retained", False):
+            return
+        self._mutant_retained = True
+        ref = weakref.ref(self)
+
+        def keep(grad):
+            t = ref()
+            if t is not None:
+                t.grad = grad.detach().clone()
+
+        register_hook(self, keep)
+
+    mp.setattr(torch.Tensor, "retain_grad", retain_grad)
+
+
+def _post_accumulate_grad_hook_runs_before_accumulation(mp):
+    register_hook = torch.Tensor.register_hook
+
+    def register_post_accumulate_grad_hook(self, hook):
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        return register_hook(self, lambda grad: (hook(self), None)[1])  # called with the gradient, before .grad is updated
+
+    mp.setattr(torch.Tensor, "register_post_accumulate_grad_hook", register_post_accumulate_grad_hook)
+
+
+def _autograd_grad_runs_the_nodes_of_its_inputs(mp):
+    original = torch.autograd.grad
+
+    def leaves_behind(outputs):
+        found, seen, stack = [], set(), [o.grad_fn for o in outputs]
+        while stack:
+            node = stack.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            if hasattr(node, "variable"):
+                found.append(node.variable)
+            stack.extend(n for n, _ in node.next_functions)
+        return found
+
+    def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, only_inputs=True, allow_unused=None, **kwargs):
+        outs = (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
+        ins = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+        extra = tuple(leaf for leaf in leaves_behind(outs) if all(leaf is not i for i in ins))
+        result = original(outputs, ins + extra, grad_outputs, retain_graph=retain_graph, create_graph=create_graph, allow_unused=True, **kwargs)
+        return result[: len(ins)]  # the engine ran every node down to the leaves, the inputs' own included
+
+    mp.setattr(torch.autograd, "grad", grad)
+
+
+def _tensor_hooks_stay_with_the_first_grad_fn(mp):
+    """torch 1.13: hooks registered after an in-place change still go to the grad_fn the tensor had at its first hook."""
+    register_hook = torch.Tensor.register_hook
+
+    def register(self, hook):
+        if self.grad_fn is None:
+            return register_hook(self, hook)
+        first = self.__dict__.setdefault("_mutant_first_grad_fn", self.grad_fn)
+        if first is self.grad_fn:
+            return register_hook(self, hook)
+        nr = self.output_nr
+
+        def on_the_old_node(grad_outputs):
+            result = hook(grad_outputs[nr])
+            return None if result is None else grad_outputs[:nr] + (result,) + grad_outputs[nr + 1 :]
+
+        return first.register_prehook(on_the_old_node)
+
+    mp.setattr(torch.Tensor, "register_hook", register)
+
+
+def _multi_grad_hook_all_fires_at_the_first_gradient(mp):
+    import torch.autograd.graph as graph
+
+    original = graph.register_multi_grad_hook
+
+    def register_multi_grad_hook(tensors, fn, *, mode="all"):
+        if mode != "all":
+            return original(tensors, fn, mode=mode)
+        tensors = list(tensors)
+        fired = []
+
+        def inner(k):
+            def hook(grad):
+                if not fired:
+                    fired.append(k)
+                    fn([grad if j == k else None for j in range(len(tensors))])
+
+            return hook
+
+        handles = [t.register_hook(inner(k)) for k, t in enumerate(tensors)]
+        return handles[0]
+
+    mp.setattr(graph, "register_multi_grad_hook", register_multi_grad_hook)
+
+
+def _multi_grad_hook_any_fires_at_the_last_gradient(mp):
+    import torch.autograd.graph as graph
+
+    original = graph.register_multi_grad_hook
+
+    def register_multi_grad_hook(tensors, fn, *, mode="all"):
+        if mode != "any":
+            return original(tensors, fn, mode=mode)
+        return original(tensors, lambda grads: fn(next(g for g in grads if g is not None)), mode="all")
+
+    mp.setattr(graph, "register_multi_grad_hook", register_multi_grad_hook)
+
+
+def _full_backward_pre_hook_return_ignored(mp):
+    original = torch.nn.Module.register_full_backward_pre_hook
+
+    def register_full_backward_pre_hook(self, hook, **kwargs):
+        return original(self, lambda module, grad_output: (hook(module, grad_output), None)[1], **kwargs)
+
+    mp.setattr(torch.nn.Module, "register_full_backward_pre_hook", register_full_backward_pre_hook)
+
+
+def _forward_hook_prepend_ignored(mp):
+    original = torch.nn.Module.register_forward_hook
+
+    def register_forward_hook(self, hook, *, prepend=False, **kwargs):
+        return original(self, hook, **kwargs)  # always appended
+
+    mp.setattr(torch.nn.Module, "register_forward_hook", register_forward_hook)
+
+
+def _forward_hook_always_call_ignored(mp):
+    original = torch.nn.Module.register_forward_hook
+
+    def register_forward_hook(self, hook, *, always_call=False, **kwargs):
+        return original(self, hook, **kwargs)  # skipped when forward raises
+
+    mp.setattr(torch.nn.Module, "register_forward_hook", register_forward_hook)
+
+
+MUTANTS = MUTANTS + (
+    Mutant(
+        "retain_grad_is_an_ordinary_tensor_hook",
+        ("HOOK-15",),
+        "retain_grad() registers an ordinary tensor hook, run in registration order with the user's hooks (torch 1.13)",
+        _retain_grad_is_an_ordinary_tensor_hook,
+    ),
+    Mutant(
+        "post_accumulate_grad_hook_runs_before_accumulation",
+        ("HOOK-16",),
+        "a post-accumulate-grad hook runs as a tensor hook, before the leaf's .grad is updated",
+        _post_accumulate_grad_hook_runs_before_accumulation,
+    ),
+    Mutant(
+        "autograd_grad_runs_the_nodes_of_its_inputs",
+        ("HOOK-17",),
+        "torch.autograd.grad executes the whole graph down to the leaves, the grad_fn of its inputs included",
+        _autograd_grad_runs_the_nodes_of_its_inputs,
+    ),
+    Mutant(
+        "tensor_hooks_stay_with_the_first_grad_fn",
+        ("HOOK-18",),
+        "a tensor hook registered after an in-place change goes to the grad_fn the tensor had at its first hook (torch 1.13)",
+        _tensor_hooks_stay_with_the_first_grad_fn,
+    ),
+    Mutant(
+        "multi_grad_hook_all_fires_at_the_first_gradient",
+        ("HOOK-19",),
+        "register_multi_grad_hook (mode='all') calls its hook at the first gradient, with None for the others",
+        _multi_grad_hook_all_fires_at_the_first_gradient,
+    ),
+    Mutant(
+        "multi_grad_hook_any_fires_at_the_last_gradient",
+        ("HOOK-20",),
+        "register_multi_grad_hook(mode='any') waits for every gradient before calling its hook",
+        _multi_grad_hook_any_fires_at_the_last_gradient,
+    ),
+    Mutant(
+        "full_backward_pre_hook_return_ignored",
+        ("HOOK-21",),
+        "the gradients a full backward pre-hook returns do not replace grad_output",
+        _full_backward_pre_hook_return_ignored,
+    ),
+    Mutant("forward_hook_prepend_ignored", ("HOOK-22",), "register_forward_hook(prepend=True) appends the hook", _forward_hook_prepend_ignored),
+    Mutant(
+        "forward_hook_always_call_ignored",
+        ("HOOK-23",),
+        "register_forward_hook(always_call=True) hooks are skipped when forward raises",
+        _forward_hook_always_call_ignored,
+    ),
+)
