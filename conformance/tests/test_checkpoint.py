@@ -374,3 +374,68 @@ def test_reentrant_forward_runs_without_grad(device, mode, variant, data):
         clause="CKPT-13",
         what=f"(torch.is_grad_enabled(), h.requires_grad) inside f's forward call by checkpoint(f, x, {variant}), h = x.sin() ({mode})",
     )
+
+
+#: How the leaves after the first reach f under CKPT-14: a nested structure of the arguments and its unpacking.
+NESTINGS = {
+    "f(t0, [t1, ...])": (lambda rest: [rest], lambda packed: list(packed[0])),
+    "f(t0, (t1, ...))": (lambda rest: [tuple(rest)], lambda packed: list(packed[0])),
+    "f(t0, {'rest': [t1, ...]})": (lambda rest: [{"rest": list(rest)}], lambda packed: list(packed[0]["rest"])),
+    "f(t0, {'a': t1, 'b': (t2, ...)})": (
+        lambda rest: [{"a": rest[0], "b": tuple(rest[1:])}] if rest else [{}],
+        lambda packed: ([packed[0]["a"], *packed[0]["b"]] if packed[0] else []),
+    ),
+}
+
+
+@pytest.mark.spec("CKPT-14")
+@given(data=st.data())
+def test_non_reentrant_checkpoint_differentiates_tensors_in_nested_structures(device, mode, data):
+    graph = _graph(data, device, mode)
+    loss = squares_of_every_step(graph.program)
+    used = _used_leaves(graph)
+    nesting = data.draw(st.sampled_from(sorted(NESTINGS)), label="nesting")
+    pack, unpack = NESTINGS[nesting]
+    form = data.draw(st.sampled_from(sorted(BACKWARD_FORMS)), label="backward form")
+    expected = dict(zip(used, _grads(loss(*graph.leaves), [graph.leaves[i] for i in used])))
+
+    def nested(first, *packed):
+        return loss(first, *unpack(packed))
+
+    program = mode.compile(lambda *leaves: checkpointed(nested, leaves[0], *pack(list(leaves[1:])), use_reentrant=False))
+    with assert_succeeds(clause="CKPT-14", what=f"`{form}` through checkpoint(f, ..., use_reentrant=False) called as {nesting} ({mode})"):
+        BACKWARD_FORMS[form](program(*graph.leaves))
+    for index in used:
+        assert_close(
+            graph.leaves[index].grad,
+            expected[index],
+            clause="CKPT-14",
+            what=f".grad of t{index} passed as {nesting} to checkpoint(f, ..., use_reentrant=False) ({mode}) vs the uncheckpointed f\n{graph!r}\n",
+        )
+
+
+@pytest.mark.spec("CKPT-15")
+@given(data=st.data())
+def test_nested_checkpoints_give_the_uncheckpointed_gradients(device, mode, data):
+    graph = _graph(data, device, mode)
+    loss = squares_of_every_step(graph.program)
+    used = _used_leaves(graph)
+    outer = data.draw(st.sampled_from(sorted(VARIANTS)), label="outer variant")
+    inner = data.draw(st.sampled_from(sorted(VARIANTS)), label="inner variant")
+    form = data.draw(st.sampled_from(sorted(BACKWARD_FORMS)), label="backward form")
+
+    def around(*leaves):  # the outer function: the inner part, then more work on its result and on the leaves
+        return (inner_part(*leaves).tanh() + sum((leaf * leaf).sum() for leaf in leaves)).exp()
+
+    inner_part = loss
+    expected_value = around(*graph.leaves)
+    expected = dict(zip(used, _grads(expected_value, [graph.leaves[i] for i in used])))
+    inner_part = lambda *leaves: checkpointed(loss, *leaves, use_reentrant=VARIANTS[inner])  # noqa: E731
+    program = mode.compile(lambda *leaves: checkpointed(around, *leaves, use_reentrant=VARIANTS[outer]))
+    what = f"checkpoint(outer, *leaves, {outer}) where outer calls checkpoint(f, *leaves, {inner}) ({mode})\n{graph!r}\n"
+    y = program(*graph.leaves)
+    assert_close(y, expected_value, clause="CKPT-15", what=f"the value of {what}")
+    with assert_succeeds(clause="CKPT-15", what=f"`{form}` through {what}"):
+        BACKWARD_FORMS[form](y)
+    for index in used:
+        assert_close(graph.leaves[index].grad, expected[index], clause="CKPT-15", what=f".grad of t{index} after `{form}` through {what} vs the uncheckpointed functions")

@@ -183,6 +183,49 @@ def _missing_use_reentrant_warns_early(mp):
     _wrap_checkpoint(mp, change)
 
 
+
+def _nested_structures_detached(mp):
+    """checkpoint(use_reentrant=False) detaches the tensors inside lists, tuples and dicts among its arguments (the
+    reentrant variant's documented limitation, spread to the non-reentrant one)."""
+
+    def detached(value):
+        if isinstance(value, torch.Tensor):
+            return value.detach()
+        if isinstance(value, (list, tuple)):
+            return type(value)(detached(v) for v in value)
+        if isinstance(value, dict):
+            return {k: detached(v) for k, v in value.items()}
+        return value
+
+    def change(original, function, args, use_reentrant, kwargs):
+        if use_reentrant is False:
+            args = tuple(a if isinstance(a, torch.Tensor) else detached(a) for a in args)
+        return _call(original, function, args, use_reentrant, kwargs)
+
+    _wrap_checkpoint(mp, change)
+
+
+def _nested_checkpoint_detached(mp):
+    """A checkpoint called while another checkpoint's function runs (its forward or its recomputation) returns a
+    detached output: nothing flows back through the inner region."""
+    depth = [0]
+
+    def change(original, function, args, use_reentrant, kwargs):
+        if depth[0] > 0:
+            return _call(original, function, args, use_reentrant, kwargs).detach()
+
+        def counted(*inner_args, **inner_kwargs):
+            depth[0] += 1
+            try:
+                return function(*inner_args, **inner_kwargs)
+            finally:
+                depth[0] -= 1
+
+        return _call(original, counted, args, use_reentrant, kwargs)
+
+    _wrap_checkpoint(mp, change)
+
+
 MUTANTS = (
     Mutant("checkpoint_recomputation_sees_drifted_inputs", ("CKPT-1",), "checkpoint's recomputation runs the function on inputs 1% off the forward's, so the gradients use other values", _recomputation_sees_drifted_inputs),
     Mutant("checkpoint_rng_state_not_preserved", ("CKPT-2",), "checkpoint ignores preserve_rng_state=True (its default): dropout draws a new mask when recomputed", _rng_state_not_preserved),
@@ -220,6 +263,8 @@ MUTANTS = (
         "checkpoint without use_reentrant silently runs the non-reentrant variant (the announced default change, made without the warning)",
         _missing_use_reentrant_silently_non_reentrant,
     ),
+    Mutant("checkpoint_non_reentrant_detaches_nested_structures", ("CKPT-14",), "checkpoint(use_reentrant=False) detaches the tensors inside lists, tuples and dicts among its arguments", _nested_structures_detached),
+    Mutant("checkpoint_nested_output_detached", ("CKPT-15",), "a checkpoint called inside another checkpoint's function returns a detached output", _nested_checkpoint_detached),
 )
 
 #: Not in the registry: CKPT-11's tests skip on torch >= 2.1, so tests/test_mutations.py cannot prove it there.
