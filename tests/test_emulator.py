@@ -197,6 +197,18 @@ def test_too_old_a_torch_is_a_reason_not_a_crash(monkeypatch):
         emulator._register()
 
 
+def test_the_report_of_a_run_where_it_is_unavailable_is_written():
+    """The 1.13.1 and 2.0.1 matrix lines: the report's environment once called torch.device("emu") for the CUDA
+    check, which raises where the emulator did not load."""
+    from conformance.plugin.devices import DeviceStatus
+    from conformance.plugin.environment import collect_environment
+
+    unavailable = DeviceStatus("nosuchdevice", False, "nosuchdevice not available: needs torch >= 2.1")
+    environment = collect_environment({"cpu": devices.probe("cpu"), "nosuchdevice": unavailable}, profile="ci")
+    assert environment["device_status"]["nosuchdevice"]["available"] is False
+    assert environment["cudnn"] is None
+
+
 def test_a_privateuse1_key_taken_by_another_backend_is_a_reason(monkeypatch):
     monkeypatch.setattr(torch._C, "_get_privateuse1_backend_name", lambda: "npu")
     with pytest.raises(emulator.EmulatorUnavailable, match="already taken by the 'npu' backend"):

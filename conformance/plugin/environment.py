@@ -42,7 +42,9 @@ def collect_environment(device_status: Mapping[str, DeviceStatus], *, profile: s
         numpy_version = numpy.__version__
     except ImportError:  # pragma: no cover - numpy is a dependency, but torch runs without it
         numpy_version = None
-    cuda_present = any(torch.device(d).type == "cuda" and status.available for d, status in device_status.items())
+    # by the device string's kind: a device this torch cannot name (``emu`` where the emulator did not load) is no
+    # torch.device
+    cuda_present = any(d.split(":")[0] == "cuda" and status.available for d, status in device_status.items())
     return {
         "torch": torch.__version__,
         "torch_git": getattr(torch.version, "git_version", None),
