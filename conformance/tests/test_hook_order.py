@@ -367,7 +367,10 @@ def test_forward_hook_with_always_call_runs_when_forward_raises(device, mode, ra
     _new_program(mode)
     module = _MayRaise(raises)
     a = data.draw(tensors(dtype=torch.float64, shape=shapes(min_dims=1, min_side=1, max_side=3), device=device), label="a")
-    flags = data.draw(st.lists(st.booleans(), min_size=2, max_size=4).filter(lambda f: any(f) and not all(f)), label="always_call=, per forward hook")
+    flags = data.draw(st.lists(st.booleans(), min_size=2, max_size=4), label="always_call=, per forward hook (before the two fixed ones)")
+    always = data.draw(st.integers(0, len(flags) - 1), label="a hook with always_call=True")
+    plain = data.draw(st.sampled_from([k for k in range(len(flags)) if k != always]), label="a hook without always_call")
+    flags[always], flags[plain] = True, False  # both kinds, so dropping either hook or calling both shows
     called: list = []
     for k, always in enumerate(flags):
         module.register_forward_hook(lambda mod, args, output, k=k: called.append(k), always_call=always)
