@@ -20,8 +20,11 @@ from conformance.testlib.strategies import tensors
 
 
 def _loss(graph, mode):
-    """The graph's last value summed, compiled in a compiled ``mode``: call it on ``graph.leaves``."""
-    return mode.compile(lambda *leaves: graph.program(*leaves)[-1].sum())
+    """The graph's last value summed, compiled in a compiled ``mode``: call it on ``graph.leaves``.  The compiled
+    function returns every step's value too (a program with several outputs, like a module returning its
+    intermediates), so a leaf that only other outputs were computed from is an input of the compiled region."""
+    program = mode.compile(lambda *leaves: (lambda values: (values[-1].sum(),) + values)(graph.program(*leaves)))
+    return lambda *leaves: program(*leaves)[0]
 
 
 def _used_and_unused(graph):

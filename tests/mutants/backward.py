@@ -158,3 +158,74 @@ MUTANTS = (
     Mutant("non_scalar_backward_seeds_ones", ("BWD-5",), "backward() of a non-scalar output without gradient= seeds ones instead of raising", _non_scalar_backward_seeds_ones),
     Mutant("backward_gradient_argument_ignored", ("BWD-6",), "Tensor.backward(gradient=v) seeds ones instead of v", _backward_gradient_argument_ignored),
 )
+
+
+# ----------------------------------------------------------------------------- BWD-8..12 (issue 17)
+
+
+def _grad_allow_unused_defaults_to_true(mp):
+    original = torch.autograd.grad
+
+    def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, only_inputs=True, allow_unused=None, **kwargs):
+        return original(outputs, inputs, grad_outputs, retain_graph, create_graph, only_inputs, True if allow_unused is None else allow_unused, **kwargs)
+
+    mp.setattr(torch.autograd, "grad", grad)
+
+
+def _grad_materialize_grads_ignored(mp):
+    original = torch.autograd.grad
+
+    def grad(*args, materialize_grads=False, **kwargs):
+        if materialize_grads:
+            if kwargs.get("allow_unused") is False:
+                raise ValueError("Expected allow_unused to be True or not passed when materialize_grads=True")
+            kwargs["allow_unused"] = True  # but the unused inputs' gradients stay None
+        return original(*args, **kwargs)
+
+    mp.setattr(torch.autograd, "grad", grad)
+
+
+def _grad_batched_sums_the_batch(mp):
+    original = torch.autograd.grad
+
+    def grad(outputs, inputs, grad_outputs=None, *args, is_grads_batched=False, **kwargs):
+        if not is_grads_batched:
+            return original(outputs, inputs, grad_outputs, *args, **kwargs)
+        vectors = [grad_outputs] if isinstance(grad_outputs, torch.Tensor) else list(grad_outputs)
+        batch = vectors[0].shape[0]
+        single = original(outputs, inputs, [v.sum(0) for v in vectors], *args, **kwargs)  # one product with the rows' sum
+        return tuple(None if g is None else g.unsqueeze(0).expand(batch, *g.shape) / batch for g in single)
+
+    mp.setattr(torch.autograd, "grad", grad)
+
+
+def _backward_without_a_graph_is_a_no_op(mp):
+    original = torch.autograd.backward
+
+    def backward(tensors, *args, **kwargs):
+        if not any(t.requires_grad for t in _as_list(tensors)):
+            return None  # nothing to do, silently
+        return original(tensors, *args, **kwargs)
+
+    mp.setattr(torch.autograd, "backward", backward)
+
+
+def _backward_of_several_tensors_uses_the_first(mp):
+    original = torch.autograd.backward
+
+    def backward(tensors, grad_tensors=None, *args, **kwargs):
+        if not isinstance(tensors, torch.Tensor) and len(tensors) > 1:
+            tensors = tensors[:1]
+            grad_tensors = None if grad_tensors is None or isinstance(grad_tensors, torch.Tensor) else grad_tensors[:1]
+        return original(tensors, grad_tensors, *args, **kwargs)
+
+    mp.setattr(torch.autograd, "backward", backward)
+
+
+MUTANTS += (
+    Mutant("grad_allow_unused_defaults_to_true", ("BWD-8",), "torch.autograd.grad without allow_unused returns None for an unused input instead of raising", _grad_allow_unused_defaults_to_true),
+    Mutant("grad_materialize_grads_ignored", ("BWD-9",), "torch.autograd.grad(materialize_grads=True) returns None, not zeros, for unused inputs", _grad_materialize_grads_ignored),
+    Mutant("grad_batched_sums_the_batch", ("BWD-10",), "torch.autograd.grad(is_grads_batched=True) computes one product with the sum of the batch's vectors and spreads it over the rows", _grad_batched_sums_the_batch),
+    Mutant("backward_without_a_graph_is_a_no_op", ("BWD-11",), "backward() / torch.autograd.backward of tensors none of which requires grad returns silently instead of raising", _backward_without_a_graph_is_a_no_op),
+    Mutant("backward_of_several_tensors_uses_the_first", ("BWD-12",), "torch.autograd.backward of a sequence of tensors backpropagates only the first (and its gradient)", _backward_of_several_tensors_uses_the_first),
+)

@@ -109,3 +109,161 @@ MUTANTS = (
         regression="https://github.com/pytorch/pytorch/issues/116221",
     ),
 )
+
+
+# ----------------------------------------------------------------------------- SAVED-8..13 (issue 17)
+
+
+class _NodeView:
+    """A graph node as the Python binding would hand it out, with some ``_saved_*`` / ``_raw_saved_*`` reads changed."""
+
+    def __init__(self, node, tensor, read):
+        object.__setattr__(self, "_node", node)
+        object.__setattr__(self, "_tensor", tensor)
+        object.__setattr__(self, "_read", read)
+
+    def __getattr__(self, name):
+        return self._read(self._node, self._tensor, name)
+
+    def __dir__(self):
+        return dir(self._node)
+
+
+def _patch_saved_reads(mp, read):
+    base = torch._C.TensorBase.grad_fn
+
+    def grad_fn(self):
+        node = base.__get__(self)
+        return None if node is None else _NodeView(node, self, read)
+
+    mp.setattr(torch.Tensor, "grad_fn", property(grad_fn))
+
+
+def _saved_inputs_unpacked_into_new_objects(mp):
+    def read(node, tensor, name):
+        value = getattr(node, name)
+        if name.startswith("_saved_") and name != "_saved_result" and isinstance(value, torch.Tensor):
+            return value.detach().requires_grad_(value.requires_grad)  # a new object sharing the storage
+        return value
+
+    _patch_saved_reads(mp, read)
+
+
+def _saved_output_is_the_output_object(mp):
+    def read(node, tensor, name):
+        value = getattr(node, name)
+        return tensor if name == "_saved_result" else value  # unpacked into the output itself (a reference cycle)
+
+    _patch_saved_reads(mp, read)
+
+
+def _saved_tensors_readable_after_freeing(mp):
+    kept = {}  # node id -> {name: the value first read}
+
+    def read(node, tensor, name):
+        cache = kept.setdefault(id(node), {})
+        if name.startswith("_saved_"):
+            try:
+                cache[name] = getattr(node, name)
+            except RuntimeError:
+                if name in cache:
+                    return cache[name]  # the node kept a second reference: freeing the graph did not release it
+                raise
+            return cache[name]
+        return getattr(node, name)
+
+    _patch_saved_reads(mp, read)
+
+
+class _IgnoringHooks:
+    """A ``SavedTensor`` whose ``register_hooks`` calls pack once and registers nothing."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def register_hooks(self, pack, unpack):
+        pack(torch.empty(0))
+
+
+def _saved_tensor_register_hooks_ignored(mp):
+    def read(node, tensor, name):
+        value = getattr(node, name)
+        return _IgnoringHooks(value) if name.startswith("_raw_saved_") else value
+
+    _patch_saved_reads(mp, read)
+
+
+def _disable_saved_tensors_hooks_does_nothing(mp):
+    import contextlib
+
+    mp.setattr(torch.autograd.graph, "disable_saved_tensors_hooks", lambda error_message: contextlib.nullcontext())
+
+
+def _save_on_cpu_packs_before_the_copy_lands(mp):
+    original = torch.autograd.graph.save_on_cpu
+
+    class SaveOnCpu(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pack = self.pack_hook
+
+            def pack_hook(tensor):
+                packed = pack(tensor)
+                device, copy = packed
+                return device, torch.zeros_like(copy)  # an asynchronous copy read before it completed
+
+            self.pack_hook = pack_hook
+
+    mp.setattr(torch.autograd.graph, "save_on_cpu", SaveOnCpu)
+
+
+def _allow_mutation_on_saved_tensors_does_nothing(mp):
+    import contextlib
+
+    mp.setattr(torch.autograd.graph, "allow_mutation_on_saved_tensors", lambda: contextlib.nullcontext())
+
+
+MUTANTS += (
+    Mutant(
+        "saved_inputs_unpacked_into_new_objects",
+        ("SAVED-8",),
+        "grad_fn._saved_self / _saved_other of an operation that saved its input return a new tensor object sharing its storage, not the input (as when default saved-tensor hooks are on)",
+        _saved_inputs_unpacked_into_new_objects,
+    ),
+    Mutant(
+        "saved_output_is_the_output_object",
+        ("SAVED-8",),
+        "grad_fn._saved_result returns the output tensor object itself (the saved output is not packed, a reference cycle)",
+        _saved_output_is_the_output_object,
+    ),
+    Mutant(
+        "saved_tensors_readable_after_freeing",
+        ("SAVED-9",),
+        "grad_fn._saved_* keep returning the saved values after backward freed the graph (the node keeps a second reference)",
+        _saved_tensors_readable_after_freeing,
+    ),
+    Mutant(
+        "saved_tensor_register_hooks_ignored",
+        ("SAVED-10",),
+        "grad_fn._raw_saved_*.register_hooks(pack, unpack) calls pack but registers nothing: reads and backward never call unpack",
+        _saved_tensor_register_hooks_ignored,
+    ),
+    Mutant(
+        "disable_saved_tensors_hooks_does_nothing",
+        ("SAVED-11",),
+        "torch.autograd.graph.disable_saved_tensors_hooks(message) disables nothing: saved_tensors_hooks and save_on_cpu can be entered inside it",
+        _disable_saved_tensors_hooks_does_nothing,
+    ),
+    Mutant(
+        "save_on_cpu_packs_before_the_copy_lands",
+        ("SAVED-12",),
+        "save_on_cpu's pack hook keeps a CPU buffer read before its copy completed (zeros): backward computes with wrong saved values",
+        _save_on_cpu_packs_before_the_copy_lands,
+    ),
+    Mutant(
+        "allow_mutation_on_saved_tensors_does_nothing",
+        ("SAVED-13",),
+        "torch.autograd.graph.allow_mutation_on_saved_tensors() clones nothing: backward after an in-place change of a saved tensor raises",
+        _allow_mutation_on_saved_tensors_does_nothing,
+    ),
+)
