@@ -158,17 +158,20 @@ def _no_grad_decorated(op):
     return run
 
 
-#: ways to run the op without grad inside the region
+def _within(context_factory, op):
+    def run(a, b):
+        with context_factory():
+            return op(a, b)
+
+    return run
+
+
+#: ways to run the op without grad inside the region, each a function of (a, b) made from the op
 NO_GRAD_FORMS = {
-    "with torch.no_grad():": lambda op, a, b: _with(torch.no_grad(), op, a, b),
-    "with torch.set_grad_enabled(False):": lambda op, a, b: _with(torch.set_grad_enabled(False), op, a, b),
-    "@torch.no_grad() function": lambda op, a, b: _no_grad_decorated(op)(a, b),
+    "with torch.no_grad():": lambda op: _within(torch.no_grad, op),
+    "with torch.set_grad_enabled(False):": lambda op: _within(lambda: torch.set_grad_enabled(False), op),
+    "@torch.no_grad() function": _no_grad_decorated,
 }
-
-
-def _with(context, op, a, b):
-    with context:
-        return op(a, b)
 
 
 @pytest.mark.spec("AMP-3")
@@ -180,11 +183,12 @@ def test_no_grad_inside_an_autocast_region_keeps_later_operations_recorded(devic
     x_requires_grad = data.draw(st.booleans(), label="x requires grad")
     x, w = data.draw(operands(device, a_requires_grad=x_requires_grad), label="operands (x, leaf w)")
     device_type = _device_type(device)
+    without_grad = NO_GRAD_FORMS[form](op)
 
     def program(x, w, first_without_grad: bool):
         with torch.autocast(device_type, dtype=LOW):
             if first_without_grad:
-                NO_GRAD_FORMS[form](op, x, w)
+                without_grad(x, w)
             return op(x, w)
 
     leaves = [x, w] if x_requires_grad else [w]
