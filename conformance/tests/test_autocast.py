@@ -255,3 +255,37 @@ def test_autocast_as_context_manager_and_decorator(device, mode, region, data):
     ones = torch.ones(c.shape, device=device)
     expected = (ones.to(LOW) @ b.to(LOW)).float() + ones @ b  # through the bfloat16 op and through the float32 one
     assert_close(grad, expected, clause="AMP-4", what=f"the gradient of a through {what} and through the op after it", rtol=1.6e-2, atol=1e-2)
+
+
+# --------------------------------------------------------------------------------------------- AMP-5
+
+
+@pytest.mark.spec("AMP-5")
+@given(data=st.data())
+def test_nested_disabled_region_runs_ops_in_their_own_dtypes(device, mode, data):
+    source = data.draw(st.sampled_from(sorted(AUTOCAST_OPS)), label="op")
+    op = AUTOCAST_OPS[source]
+    a, b = data.draw(operands(device, b_requires_grad=False), label="operands")  # a (n, k), b (m, k)
+    device_type = _device_type(device)
+
+    def program(a, b):
+        with torch.autocast(device_type, dtype=LOW):
+            c = op(a, b)  # (n, m), bfloat16
+            with torch.autocast(device_type, enabled=False):
+                d = op(c.float(), b.mT)  # (n, k), float32: b.mT is (k, m)
+            e = op(d, b)  # (n, m), bfloat16 again
+        return c, d, e
+
+    c, d, e = mode.compile(program)(a, b)
+    what = f"`{source}` inside torch.autocast({device_type!r}, dtype=torch.bfloat16)"
+    assert_equal(c.dtype, LOW, clause="AMP-5", what=f"the dtype of {what}, before the nested block")
+    assert_equal(d.dtype, torch.float32, clause="AMP-5", what=f"the dtype of the same op on float32 operands in a nested torch.autocast({device_type!r}, enabled=False) block ({mode})")
+    assert_equal(e.dtype, LOW, clause="AMP-5", what=f"the dtype of {what}, after the nested block ended ({mode})")
+    (grad,) = torch.autograd.grad(e.float().sum(), [a])
+    # by hand: e = d·bᵀ in bfloat16, d = c·b in float32, c = a·bᵀ in bfloat16
+    b_low = b.to(LOW)
+    g_e = torch.ones(e.shape, device=device, dtype=LOW)
+    g_d = (g_e @ b_low).float()
+    g_c = (g_d @ b.mT).to(LOW)
+    expected = (g_c @ b_low).float()
+    assert_close(grad, expected, clause="AMP-5", what=f"the gradient of a through {what}, a nested float32 block and the op again ({mode})", rtol=3e-2, atol=3e-2)

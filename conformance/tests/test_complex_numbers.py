@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.testlib.assertions import assert_close, assert_equal, assert_raises, assert_succeeds, fail
-from conformance.testlib.ops import OPS
+from conformance.testlib.ops import KINDS, OPS
+from conformance.testlib.references import agrees_with_finite_differences
 from conformance.testlib.strategies import COMPLEX_DTYPES, REAL_DTYPES, shapes, tensors
 
 SMALL = dict(max_dims=2, max_side=3)
@@ -189,3 +190,22 @@ def test_backward_of_a_complex_scalar_needs_a_gradient(device, mode, spelling, d
         returned = EXPLICIT[spelling](program(z), z, v)
     grad = returned[0] if returned is not None else z.grad
     assert_close(grad, 2 * z.detach().conj(), clause="COMPLEX-4", what=f"the gradient `{spelling}` gives for z with gradient 1 + 0j: conj(∂y/∂z) = 2·conj(z)", rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------- COMPLEX-5
+
+
+@pytest.mark.spec("COMPLEX-5")
+@pytest.mark.parametrize("kind", KINDS)
+@given(data=st.data())
+def test_gradcheck_passes_on_complex_operations(device, mode, kind, data):
+    """One registry op of ``kind`` that takes complex operands, in one of its forms, on complex128 operands away
+    from 0 (``abs`` is not differentiable there): gradcheck of reverse mode, slow or fast."""
+    shape = data.draw(shapes(min_dims=1, min_side=1, **SMALL), label="shape")
+    probe = torch.zeros(shape, dtype=torch.complex128)
+    op = data.draw(st.sampled_from([op for op in COMPLEX_OPS if op.kind == kind and op.applicable(probe) and (op.compiles_whole or not mode.compiled)]), label="op")
+    form = data.draw(st.sampled_from(op.forms), label="form")
+    operands = [data.draw(tensors(dtype=torch.complex128, shape=shape, device=device, requires_grad=True, low=0.5, high=1.5), label=name) for name in "ab"[: op.arity]]
+    fast = data.draw(st.booleans(), label="gradcheck fast_mode")
+    agrees_with_finite_differences(mode.compile(form.fn), operands, clause="COMPLEX-5", fast_mode=fast,
+                                   what=f"the Wirtinger derivatives of `{form.source(*'ab'[: op.arity])}` on complex128 {tuple(shape)} by reverse mode ({mode})")

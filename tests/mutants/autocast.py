@@ -114,6 +114,21 @@ def _autocast_decorator_is_a_no_op(mp):
     mp.setattr(torch.autocast, "__call__", lambda self, func: func)
 
 
+def _nested_disabled_region_ignored(mp):
+    """torch.autocast(..., enabled=False) inside an enabled region leaves autocast on."""
+    original_enter, original_exit = torch.autocast.__enter__, torch.autocast.__exit__
+
+    def enter(self):
+        self._mutant_skipped = not getattr(self, "_enabled", True) and torch.is_autocast_enabled(self.device)
+        return self if self._mutant_skipped else original_enter(self)
+
+    def exit_(self, *exc):
+        return False if getattr(self, "_mutant_skipped", False) else original_exit(self, *exc)
+
+    mp.setattr(torch.autocast, "__enter__", enter)
+    mp.setattr(torch.autocast, "__exit__", exit_)
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "autocast_backward_in_float32",
@@ -139,5 +154,11 @@ MUTANTS: tuple[Mutant, ...] = (
         ("AMP-4",),
         "@torch.autocast(...) returns the decorated function unchanged: its ops run in float32",
         _autocast_decorator_is_a_no_op,
+    ),
+    Mutant(
+        "nested_disabled_region_ignored",
+        ("AMP-5",),
+        "a torch.autocast(..., enabled=False) block nested in an autocast region leaves autocast on: its ops still run in bfloat16",
+        _nested_disabled_region_ignored,
     ),
 )

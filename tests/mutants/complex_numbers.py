@@ -116,6 +116,42 @@ def _complex_scalar_backward_seeds_one(mp):
     mp.setattr(torch.autograd, "grad", grad)
 
 
+class _UnconjugatedBackward(torch.autograd.Function):
+    """An elementwise function f of a complex tensor whose backward gives g·f'(z) instead of g·conj(f'(z))."""
+
+    @staticmethod
+    def forward(ctx, z, fn):
+        ctx.save_for_backward(z)
+        ctx.fn = fn
+        return fn(z)
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        with torch.enable_grad():
+            z_ = z.detach().requires_grad_()
+            (right,) = torch.autograd.grad(ctx.fn(z_), z_, g.conj())  # conj(g)·conj(f'(z))
+        return right.conj(), None  # g·f'(z)
+
+
+#: the holomorphic elementwise functions of the registry, in their function and method forms
+_HOLOMORPHIC = ("sin", "cos", "exp", "tanh", "sigmoid", "square")
+
+
+def _holomorphic_backward_not_conjugated(mp):
+    def wrap(original):
+        def fn(input, *args, **kwargs):
+            if input.is_complex() and input.requires_grad and not args and not kwargs:
+                return _UnconjugatedBackward.apply(input, original)
+            return original(input, *args, **kwargs)
+
+        return fn
+
+    for name in _HOLOMORPHIC:
+        mp.setattr(torch, name, wrap(getattr(torch, name)))
+        mp.setattr(torch.Tensor, name, wrap(getattr(torch.Tensor, name)))
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "complex_leaf_gradients_halved",
@@ -141,5 +177,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "backward() / autograd.grad of a complex scalar without a gradient seeds 1 + 0j instead of raising (torch < 2.1)",
         _complex_scalar_backward_seeds_one,
         regression="https://github.com/pytorch/pytorch/issues/92750",
+    ),
+    Mutant(
+        "holomorphic_backward_not_conjugated",
+        ("COMPLEX-5",),
+        "the backward of sin, cos, exp, tanh, sigmoid and square on complex tensors multiplies the gradient by f'(z) instead of its conjugate",
+        _holomorphic_backward_not_conjugated,
     ),
 )
