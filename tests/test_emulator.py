@@ -173,6 +173,26 @@ def test_checkpointing_replays_dropout_and_autocast_state_on_it(emu):
             assert torch.equal(x.grad.cpu(), plain.cpu()), (device, use_reentrant)
 
 
+def test_autocast_runs_its_ops_in_the_policies_dtypes(emu):
+    """The emulator's AutocastPrivateUse1 kernels (AMP-1..5 run on emu): matmul in the autocast dtype, a
+    precision-sensitive op in float32, and the device module's autocast state read and set back."""
+    a = torch.randn(3, 3, device="emu", requires_grad=True)
+    with torch.autocast("emu", dtype=torch.bfloat16):
+        assert torch.emu.is_autocast_enabled()
+        product = a @ a
+        assert product.dtype == torch.bfloat16
+        assert torch.log_softmax(product, -1).dtype == torch.float32
+    assert not torch.emu.is_autocast_enabled()
+    before = torch.emu.get_autocast_dtype()
+    torch.emu.set_autocast_dtype(torch.float16)
+    try:
+        assert torch.emu.get_autocast_dtype() == torch.float16
+    finally:
+        torch.emu.set_autocast_dtype(before)
+    product.float().sum().backward()
+    assert a.grad.dtype == torch.float32
+
+
 def test_benchmarks_synchronize_it(emu):
     before = torch.emu.synchronize_calls
     synchronizer("emu")()

@@ -109,6 +109,32 @@ class _EmuModule:
     def is_bf16_supported() -> bool:
         return True
 
+    # Torch 2.1 to 2.3 read and set the device's autocast state through its module (later ones in ATen directly).
+
+    @staticmethod
+    def is_autocast_enabled() -> bool:
+        import torch
+
+        return torch.ops.emu.is_autocast_enabled()
+
+    @staticmethod
+    def set_autocast_enabled(enabled: bool) -> None:
+        import torch
+
+        torch.ops.emu.set_autocast_enabled(enabled)
+
+    @staticmethod
+    def get_autocast_dtype():
+        import torch
+
+        return torch.ops.emu.get_autocast_dtype().dtype
+
+    @staticmethod
+    def set_autocast_dtype(dtype) -> None:
+        import torch
+
+        torch.ops.emu.set_autocast_dtype(dtype)
+
     @staticmethod
     def device(index=None):
         return contextlib.nullcontext()

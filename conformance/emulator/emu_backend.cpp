@@ -26,6 +26,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/EmptyTensor.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/native/TensorFactories.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/detail/PrivateUse1HooksInterface.h>
@@ -678,6 +679,66 @@ TORCH_LIBRARY_IMPL(aten, Conjugate, m) {
 TORCH_LIBRARY_IMPL(aten, Negative, m) {
   m.impl("_copy_from", torch::CppFunction::makeFallthrough());
   m.impl("_copy_from_and_resize", torch::CppFunction::makeFallthrough());
+}
+
+// Autocast: a PrivateUse1 backend registers its own kernels for its autocast
+// key (AutocastPrivateUse1), or every op under torch.autocast("emu") fails with
+// "Could not run ... from the 'Autocastemu' backend".  Ops autocast has no
+// policy for fall through; the others get the casting policies of the op lists
+// torch keeps for any backend to reuse (autocast_mode.h, from torch 2.4; the
+// lists CUDA uses): matmul, linear, conv in the autocast dtype, the
+// precision-sensitive ops in float32, the multi-input ops promoted.  Torch 2.1
+// to 2.3 have no such lists: there the matrix-multiplication family only.
+// Torch 2.1 to 2.3 ask the device module for its autocast state
+// (torch.emu.is_autocast_enabled() ...); it lives in ATen, so the emulator
+// exposes it as operators of its own namespace (torch.ops.emu.*).
+// The dtype comes back as an empty tensor of that dtype: an operator returning a
+// ScalarType gives Python a bare int.
+#if defined(AT_FORALL_LOWER_PRECISION_FP)  // torch >= 2.4: the state is per device type
+bool emu_is_autocast_enabled() { return at::autocast::is_autocast_enabled(c10::DeviceType::PrivateUse1); }
+void emu_set_autocast_enabled(bool enabled) { at::autocast::set_autocast_enabled(c10::DeviceType::PrivateUse1, enabled); }
+at::Tensor emu_get_autocast_dtype() { return at::empty({0}, at::TensorOptions().dtype(at::autocast::get_autocast_dtype(c10::DeviceType::PrivateUse1))); }
+void emu_set_autocast_dtype(at::ScalarType dtype) { at::autocast::set_autocast_dtype(c10::DeviceType::PrivateUse1, dtype); }
+#else
+bool emu_is_autocast_enabled() { return at::autocast::is_privateuseone_enabled(); }
+void emu_set_autocast_enabled(bool enabled) { at::autocast::set_privateuseone_enabled(enabled); }
+at::Tensor emu_get_autocast_dtype() { return at::empty({0}, at::TensorOptions().dtype(at::autocast::get_autocast_privateuseone_dtype())); }
+void emu_set_autocast_dtype(at::ScalarType dtype) { at::autocast::set_autocast_privateuseone_dtype(dtype); }
+#endif
+
+TORCH_LIBRARY(emu, m) {
+  m.def("is_autocast_enabled() -> bool", &emu_is_autocast_enabled);
+  m.def("set_autocast_enabled(bool enabled) -> ()", &emu_set_autocast_enabled);
+  m.def("get_autocast_dtype() -> Tensor", &emu_get_autocast_dtype);
+  m.def("set_autocast_dtype(ScalarType dtype) -> ()", &emu_set_autocast_dtype);
+}
+
+TORCH_LIBRARY_IMPL(_, AutocastPrivateUse1, m) {
+  m.fallback(torch::CppFunction::makeFallthrough());
+}
+TORCH_LIBRARY_IMPL(aten, AutocastPrivateUse1, m) {
+#if defined(AT_FORALL_LOWER_PRECISION_FP)
+#define EMU_AUTOCAST_IN_LOWER_PRECISION(...) KERNEL_PRIVATEUSEONE(__VA_ARGS__, lower_precision_fp)
+#define EMU_AUTOCAST_IN_FLOAT32(...) KERNEL_PRIVATEUSEONE(__VA_ARGS__, fp32)
+#define EMU_AUTOCAST_IN_FLOAT32_SET_OPT_DTYPE(...) KERNEL_PRIVATEUSEONE(__VA_ARGS__, fp32_set_opt_dtype)
+#define EMU_AUTOCAST_PROMOTED(...) KERNEL_PRIVATEUSEONE(__VA_ARGS__, promote)
+  AT_FORALL_LOWER_PRECISION_FP(EMU_AUTOCAST_IN_LOWER_PRECISION)
+  AT_FORALL_FP32(EMU_AUTOCAST_IN_FLOAT32)
+  AT_FORALL_FP32_SET_OPT_DTYPE(EMU_AUTOCAST_IN_FLOAT32_SET_OPT_DTYPE)
+  AT_FORALL_PROMOTE(EMU_AUTOCAST_PROMOTED)
+#undef EMU_AUTOCAST_IN_LOWER_PRECISION
+#undef EMU_AUTOCAST_IN_FLOAT32
+#undef EMU_AUTOCAST_IN_FLOAT32_SET_OPT_DTYPE
+#undef EMU_AUTOCAST_PROMOTED
+#else
+  KERNEL_PRIVATEUSEONE(mm, lower_precision_fp)
+  KERNEL_PRIVATEUSEONE(matmul, lower_precision_fp)
+  KERNEL_PRIVATEUSEONE(linear, lower_precision_fp)
+  KERNEL_PRIVATEUSEONE(addmm, lower_precision_fp)
+  KERNEL_PRIVATEUSEONE(bmm, lower_precision_fp)
+  KERNEL_PRIVATEUSEONE(baddbmm, lower_precision_fp)
+  KERNEL_PRIVATEUSEONE(addbmm, lower_precision_fp)
+#endif
 }
 
 // Structured operators have, besides their CPU and CUDA kernels, a generic

@@ -1,7 +1,7 @@
 """Autocast and gradients.  Spec: specs/autocast.md.
 
-Every test is declared for the ``cpu`` and ``cuda`` device kinds: the emulated device accepts
-``torch.autocast("emu", ...)`` but has no autocast kernels (see the spec's device rule).
+Every test runs on every device: on the emulated device ``emu`` autocast runs the kernels the emulator
+registers for its autocast key (the op lists torch keeps for backends, as CUDA's).
 """
 
 from __future__ import annotations
@@ -14,11 +14,6 @@ from hypothesis import strategies as st
 
 from conformance.testlib.assertions import assert_close, assert_equal, assert_requires_grad, fail
 from conformance.testlib.strategies import tensors
-
-AUTOCAST_DEVICES = pytest.mark.devices(
-    "cpu", "cuda", reason="autocast needs the device's autocast kernels; the emulated PrivateUse1 device registers none (specs/autocast.md)"
-)
-pytestmark = AUTOCAST_DEVICES
 
 LOW = torch.bfloat16
 
