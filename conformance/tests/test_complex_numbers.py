@@ -113,7 +113,9 @@ def test_negative_gradient_is_the_steepest_descent_direction(device, mode, pass_
             lr = 1e-3 / (1 + grad.abs().max())
             before = loss(*leaves)
             stepped = loss(*[leaf - lr * grad if i == index else leaf for i, leaf in enumerate(leaves)])
-            if not stepped < before:
+            if not grad.any():  # a stationary point (f(a, b) = 0: L at its minimum): no step can lower L
+                assert_close(stepped, before, clause="COMPLEX-2", what=f"L after a step {'ab'[index]} - lr·g with g = 0 ({what})")
+            elif not stepped < before:
                 fail("COMPLEX-2", f"a step {'ab'[index]} - lr·g against {what} (lr={float(lr):.3g}) should lower the loss, but it went from {float(before)} to {float(stepped)}")
 
 
