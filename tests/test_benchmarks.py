@@ -30,7 +30,9 @@ SHORT = ("--benchmark-max-time=0.1",)
 
 def run_benchmarks(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "pytest", str(BENCHMARKS), "-p", "no:cacheprovider", "-rs", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # not PYTEST_XDIST_WORKER & co. when the self-tests run under xdist: pytest-benchmark would take the child
+    # run for an xdist worker and disable every benchmark in it
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}, "PYTHONPATH": str(ROOT)}
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
