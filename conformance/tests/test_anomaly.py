@@ -4,8 +4,9 @@ The NaN-producing programs are drawn (``testlib/anomaly.py``): a value-preservin
 backward node returns NaN at drawn bad values (``sqrt``/``pow`` of a negative, ``log`` at 0, ``0/0``, ``acos``
 beyond 1, ``0 * inf`` where ``exp`` overflowed; masked by ``torch.where`` or direct), and a reduction.  The
 program goes through the mode; anomaly detection is entered around it (dynamo does not trace into the
-context managers: see ANOMALY-4's Compiled line).  In a compiled mode the node that returns NaN is the
-compiled region's backward node (``CompiledFunctionBackward``).
+context managers: see ANOMALY-4's Compiled line).  Under AOTAutograd (``compile:aot_eager``) the node
+that returns NaN is the compiled region's backward node (``CompiledFunctionBackward``); under ``compile:eager`` the
+eager ops' own nodes.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ def _gradient(spelling: str, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _nan_node(case: NanCase, y: torch.Tensor, mode) -> str:
-    """The node whose backward returns NaN: the step's node eager, the compiled region's node compiled."""
-    return y.grad_fn.name() if mode.compiled else case.step.node
+    """The node whose backward returns NaN: the compiled region's node where AOTAutograd compiled the program
+    (``compile:aot_eager``, ``compile:inductor``), else the step's own node (eager, and ``compile:eager``, whose
+    graph runs the eager ops and records their nodes)."""
+    if mode.compiled and y.grad_fn.name().startswith("CompiledFunction"):
+        return y.grad_fn.name()
+    return case.step.node
 
 
 def _draw(data, device):

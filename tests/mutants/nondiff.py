@@ -5,7 +5,7 @@ Each replaces torch ops (the ``torch.*`` function, the ``Tensor`` method, the ``
 forward-mode rule) makes another choice at the non-differentiable points: a tie sent to one element, a bound
 included or excluded, a finite value where the limit is infinite.  Unless a mutant is about forward mode, its
 ``jvp`` makes the same choice as its backward, so it breaks the gradient clauses and not NONDIFF-8.
-``NEEDS_TORCH_2_15`` breaks NONDIFF-7, whose tests skip before torch 2.15: kept out of the registry, for a run on
+``NEEDS_TORCH_2_14`` breaks NONDIFF-7, whose tests skip before torch 2.14: kept out of the registry, for a run on
 such a line.
 """
 
@@ -221,7 +221,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "hardtanh_gradient_one_at_bounds",
         ("NONDIFF-1", "NONDIFF-2"),
-        "F.hardtanh and F.relu6 (and nn.Hardtanh, nn.ReLU6) pass the gradient at their bounds, as clamp did before 2.15, instead of the minimum-norm 0",
+        "F.hardtanh and F.relu6 (and nn.Hardtanh, nn.ReLU6) pass the gradient at their bounds, as clamp did before 2.14, instead of the minimum-norm 0",
         _hardtanh_gradient_one_at_bounds,
     ),
     Mutant(
@@ -251,7 +251,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "clamp_gradient_zero_at_bounds",
         ("NONDIFF-6",),
-        "clamp, clip, clamp_min and clamp_max give 0 at their bounds (torch 2.15's choice) on a torch before 2.14",
+        "clamp, clip, clamp_min and clamp_max give 0 at their bounds (the choice of torch 2.14 and later) on a torch before 2.14",
         _clamp_gradient_zero_at_bounds,
     ),
     Mutant(
@@ -262,12 +262,12 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
 )
 
-#: Not in the registry: NONDIFF-7's tests skip before torch 2.15, so tests/test_mutations.py cannot prove it there.
-NEEDS_TORCH_2_15: tuple[Mutant, ...] = (
+#: Not in the registry: NONDIFF-7's tests skip before torch 2.14, so tests/test_mutations.py cannot prove it there.
+NEEDS_TORCH_2_14: tuple[Mutant, ...] = (
     Mutant(
         "clamp_gradient_one_at_bounds",
         ("NONDIFF-7",),
-        "clamp, clip, clamp_min and clamp_max pass the gradient at their bounds (the pre-2.15 choice) on torch 2.15 or later",
+        "clamp, clip, clamp_min and clamp_max pass the gradient at their bounds (the pre-2.14 choice) on torch 2.14 or later",
         _clamp_gradient_one_at_bounds,
     ),
 )
