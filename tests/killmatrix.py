@@ -11,7 +11,11 @@ mutant names in ``breaks`` failed, with a message naming that clause), and the
 A mutant runs against the tests of the clauses it names with the ``mutation``
 profile's 10 examples, and against any other test with 3 (``--kill-collateral-examples``):
 the first decide *precise*; a failure of either counts for *killed*, of the
-others for *collateral*.
+others for *collateral*.  ``--kill-collateral-examples 0`` runs no collateral
+runs at all: *killed*, *precise* and each clause's killers come out the same
+(they are decided by the tests of the clauses a mutant names), the collateral
+is not measured, and the matrix takes a fraction of the time (the self-test's
+setting; the collateral figures come from a full run).
 
 Which mutants could change a test's outcome is traced, not guessed: each
 mutant's *footprint* (the attributes its ``apply`` sets) is recorded without
@@ -171,9 +175,13 @@ class _Run:
     failures: dict[str, list[dict]] = field(default_factory=dict)
     baseline: dict[str, dict] = field(default_factory=dict)  # nodeid -> {"outcome", "cites"}
     seconds: float = 0.0
+    collateral_examples: int = 3
 
     def to_json(self) -> dict:
-        return {"tests_run": self.tests_run, "failures": self.failures, "baseline": self.baseline, "seconds": self.seconds}
+        return {
+            "tests_run": self.tests_run, "failures": self.failures, "baseline": self.baseline, "seconds": self.seconds,
+            "collateral_examples": self.collateral_examples,
+        }  # fmt: skip
 
 
 def _outcome(reports) -> tuple[str, str]:
@@ -194,7 +202,10 @@ class KillMatrixPlugin:
         self.mutants = mutants
         self.collateral_examples = int(config.getoption("kill_collateral_examples"))
         self.footprints = {name: footprint(m) for name, m in mutants.items()}
-        self.run = _Run(tests_run={name: 0 for name in mutants}, failures={name: [] for name in mutants})
+        self.run = _Run(
+            tests_run={name: 0 for name in mutants}, failures={name: [] for name in mutants},
+            collateral_examples=self.collateral_examples,
+        )  # fmt: skip
         self._spies = pytest.MonkeyPatch()
         self._always: set[str] = set()
         self._start = time.perf_counter()
@@ -225,6 +236,17 @@ class KillMatrixPlugin:
     def candidates(self, touched: set) -> list[str]:
         return [name for name, keys in self.footprints.items() if name in self._always or keys & touched]
 
+    def runs_for(self, touched: set, cited: list[str]) -> list[tuple[str, int | None]]:
+        """The mutant runs a passing test gets: (mutant, examples), None for the profile's; the tests of the clauses
+        a mutant names always, the others with ``--kill-collateral-examples`` examples (none when that is 0)."""
+        runs = []
+        for name in self.candidates(touched):
+            if set(cited) & set(self.mutants[name].breaks):
+                runs.append((name, None))
+            elif self.collateral_examples > 0:
+                runs.append((name, self.collateral_examples))
+        return runs
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
         item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
@@ -238,9 +260,8 @@ class KillMatrixPlugin:
         cited = sorted({cid for mark in item.iter_markers(SPEC_MARKER) for cid in mark.args})
         self.run.baseline[item.nodeid] = {"outcome": outcome, "cites": cited}
         if outcome == "passed":
-            for name in self.candidates(touched):
-                own = bool(set(cited) & set(self.mutants[name].breaks))
-                self._run_mutant(item, name, cited, examples=None if own else self.collateral_examples)
+            for name, examples in self.runs_for(touched, cited):
+                self._run_mutant(item, name, cited, examples=examples)
         item.session._setupstate.teardown_exact(nextitem)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
@@ -328,6 +349,7 @@ def build_matrix(parts: list[dict], mutants: dict[str, Mutant], clause_ids: list
     failures: dict[str, list[dict]] = {name: [] for name in mutants}
     baseline: dict[str, dict] = {}
     seconds = 0.0
+    collateral_examples = min((part.get("collateral_examples", 3) for part in parts), default=3)
     for part in parts:
         for name, n in part["tests_run"].items():
             tests_run[name] = tests_run.get(name, 0) + n
@@ -372,6 +394,7 @@ def build_matrix(parts: list[dict], mutants: dict[str, Mutant], clause_ids: list
         "baseline_tests": len(baseline),
         "baseline_failed": sorted(nodeid for nodeid, entry in baseline.items() if entry["outcome"] == "failed"),
         "seconds": round(seconds, 1),
+        "collateral_measured": collateral_examples > 0,
     }
     clauses = {cid: {"killed_by": k, "checkable_here": cid in checkable} for cid, k in killers.items()}
     return {"mutants": rows, "clauses": clauses, "baseline": baseline, "totals": totals}
@@ -421,6 +444,7 @@ def merge_matrices(first: dict, second: dict) -> dict:
         "baseline_tests": len(baseline),
         "baseline_failed": sorted(set(t1["baseline_failed"]) | set(t2["baseline_failed"])),
         "seconds": round(t1["seconds"] + t2["seconds"], 1),
+        "collateral_measured": t1.get("collateral_measured", True) and t2.get("collateral_measured", True),
     }
     return {"mutants": rows, "clauses": clauses, "baseline": baseline, "totals": totals}
 
@@ -432,7 +456,11 @@ def format_totals(matrix: dict) -> str:
         f"killed: {t['killed']}; precise: {t['precise']}; surviving: {len(t['surviving'])}; imprecise: {len(t['imprecise'])}",
         f"clauses: {t['clauses']}; with a killing mutant: {t['clauses_killed']}; without: {len(t['clauses_without_killing_mutant'])}; "
         f"no test ran here (version range, device): {len(t['clauses_not_checkable_here'])} {t['clauses_not_checkable_here']}",
-        f"collateral: {t['with_collateral']} mutants also failed other clauses ({t['collateral_pairs']} mutant x clause pairs)",
+        (
+            f"collateral: {t['with_collateral']} mutants also failed other clauses ({t['collateral_pairs']} mutant x clause pairs)"
+            if t.get("collateral_measured", True)
+            else "collateral: not measured (--kill-collateral-examples 0: each mutant ran only against the tests of the clauses it names)"
+        ),
         f"mutant x test runs: {t['mutant_test_runs']} over {t['baseline_tests']} tests; {t['seconds']} s",
     ]
     if t["surviving"]:
@@ -453,7 +481,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--kill-collateral-examples", default=3, type=int, metavar="N",
         help="examples per property test when a mutant runs against tests of clauses it does not name (default 3; "
-        "tests of the clauses it names get the mutation profile's 10)",
+        "tests of the clauses it names get the mutation profile's 10; 0: no such runs, the collateral is not measured)",
     )  # fmt: skip
     group.addoption("--kill-mutants", default=None, metavar="NAMES", help="comma-separated mutant names (default: all of tests/mutants/)")
 

@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-from tests.killmatrix import ALWAYS, _spy, _Tracer, build_matrix, footprint, format_totals, merge_matrices
+from tests.killmatrix import ALWAYS, KillMatrixPlugin, _spy, _Tracer, build_matrix, footprint, format_totals, merge_matrices
 from tests.mutants import MUTANTS, Mutant
 
 
@@ -146,3 +146,33 @@ def test_merge_matrices_of_two_devices_proves_a_clause_only_the_second_device_ch
     assert merged["clauses"]["D-1"] == {"killed_by": ["device_bug"], "checkable_here": True}
     assert merged["totals"]["clauses_not_checkable_here"] == [] and merged["totals"]["seconds"] == 3.0
     assert merged["mutants"]["cpu_bug"]["precise"], "a mutant the first device proved stays proven"
+
+
+def _plugin(mutants, collateral_examples):
+    """A plugin over ``mutants`` that patch nothing (empty footprints: every one runs wherever asked), spies not installed."""
+    plugin = KillMatrixPlugin.__new__(KillMatrixPlugin)
+    plugin.mutants, plugin.collateral_examples = mutants, collateral_examples
+    plugin.footprints = {name: frozenset() for name in mutants}
+    plugin._always = set(mutants)
+    return plugin
+
+
+@pytest.mark.parametrize("collateral_examples", [3, 0])
+def test_a_mutant_runs_against_its_own_tests_always_and_others_only_when_collateral_is_measured(collateral_examples):
+    mutants = {m.name: m for m in (_mutant("own", ("A-1",)), _mutant("other", ("B-1",)))}
+    runs = _plugin(mutants, collateral_examples).runs_for(set(), ["A-1"])
+    expected = [("own", None)] + ([("other", collateral_examples)] if collateral_examples else [])
+    assert runs == expected
+
+
+def test_a_matrix_without_collateral_runs_says_so_and_proves_the_same():
+    mutants = {"m": _mutant("m", ("A-1",))}
+    part = {
+        "tests_run": {"m": 1}, "failures": {"m": [{"test": "t1", "cites": ["A-1"], "violated": ["A-1"], "message": ""}]},
+        "baseline": {"t1": {"outcome": "passed", "cites": ["A-1"]}}, "seconds": 1.0,
+    }  # fmt: skip
+    full, own_only = (build_matrix([{**part, "collateral_examples": n}], mutants, ["A-1"]) for n in (3, 0))
+    assert full["totals"]["collateral_measured"] and not own_only["totals"]["collateral_measured"]
+    assert own_only["mutants"] == full["mutants"] and own_only["clauses"] == full["clauses"]
+    assert "collateral: not measured" in format_totals(own_only)
+    assert not merge_matrices(full, own_only)["totals"]["collateral_measured"]
