@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from conformance.testlib.assertions import assert_close, assert_equal, assert_raises, assert_requires_grad, assert_succeeds
 from conformance.testlib.custom_functions import CALL_FORMS, applications, call_forms, vjp, wrapping
+from conformance.testlib.graphs import aliases_an_operand
 from conformance.testlib.ops import ops_by_name
 from conformance.testlib.strategies import REAL_DTYPES, shapes, tensors
 
@@ -46,8 +47,16 @@ def test_outputs_require_grad_iff_an_input_does(device, mode, data):
     program = mode.compile(call_forms(wrapping(app.form), call))
     with torch.set_grad_enabled(enabled):
         out = program(*app.inputs, 1.0)
-    expected = enabled and any(x.requires_grad for x in app.inputs)
-    where = "in grad mode" if enabled else "under torch.no_grad()"
+    if enabled:
+        expected, where = any(x.requires_grad for x in app.inputs), "in grad mode"
+    else:
+        # a view of an input that forward returns was taken under no_grad, and keeps its base's requires_grad
+        # (GRADMODE-3); any other output, an input returned as is among them, requires no grad
+        with torch.no_grad():
+            plain = app.form(*app.inputs)
+        base = next((i for i, x in enumerate(app.inputs) if plain is not x and aliases_an_operand(plain, [x])), None)
+        expected = base is not None and app.inputs[base].requires_grad
+        where = "under torch.no_grad()" + ("" if base is None else f", forward returning a view of x{base} (GRADMODE-3)")
     assert_requires_grad(out, expected, clause="FUNC-1", what=f"the output of `{call}` {where} ({mode})\n{app!r}\n")
 
 
