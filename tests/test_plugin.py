@@ -715,10 +715,19 @@ def test_the_accum_2_entry_names_its_reproduction_range_and_device():
     from conformance.spec.registry import load_specs
 
     (accum_2,) = [e for e in load_expectations(DEFAULT_EXPECTATIONS, load_specs()) if e.clause == "ACCUM-2"]
-    assert (accum_2.torch, accum_2.devices, accum_2.issue) == (">=1.13.1", ("cpu", "emu"), None)
+    assert (accum_2.torch, accum_2.devices, accum_2.issue) == (">=1.13.1", ("cpu", "emu", "cuda"), None)
     assert accum_2.reproduction.endswith("::" + accum_2.test)
     assert "No upstream issue found" in accum_2.reason
     assert accum_2.in_force("1.13.1") and accum_2.in_force("2.15.0+cu128") and not accum_2.in_force("1.12.1")
+
+
+@pytest.mark.parametrize("device_string, applies", [("cuda", True), ("cuda:0", True), ("cuda:1", True), ("cpu", False), ("emu:0", False)])
+def test_an_entry_naming_a_device_kind_covers_every_device_of_that_kind(device_string, applies):
+    """tools/gpu-check runs on cuda:0: an entry seen on "cuda" applies there."""
+    from conformance.spec.expectations import Expectation
+
+    entry = Expectation(clause="A-1", reason="a defect", source="test", torch=">=2.0", devices=("cuda",))
+    assert entry.matches("t.py::test_x", ("A-1",), device_string) is applies
 
 
 # ----------------------------------------------------------------------------- report location and verdict

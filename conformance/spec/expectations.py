@@ -13,7 +13,7 @@ The file is TOML, one ``[[expected_failure]]`` table per entry::
     clause = "ACCUM-2"                     # required: a clause ID of the spec
     test = "test_second_backward_on_zero_dim"  # optional: substring of the node id
     torch = ">=1.13.1,<=2.15.0"            # required: PEP 440 specifier, the torch versions it was seen on
-    devices = ["cpu"]                       # required: the device strings it was seen on
+    devices = ["cpu"]                       # required: the device strings it was seen on; a kind ("cuda") covers cuda:0, cuda:1, ...
     modes = ["compile:aot_eager"]           # optional: the execution modes it was seen in (default: every mode)
     issue = "pytorch/pytorch#12345"         # the upstream issue (owner/repo#N or a URL) ...
     reproduction = "conformance/tests/test_accumulation.py::test_second_backward_on_zero_dim_leaves_with_aliased_grads"
@@ -87,7 +87,8 @@ class Expectation:
             return False
         if self.test is not None and self.test not in nodeid:
             return False
-        return self.devices is None or device is None or device in self.devices
+        # a device kind ("cuda") covers every device of that kind ("cuda:0", "cuda:1")
+        return self.devices is None or device is None or device in self.devices or device.split(":")[0] in self.devices
 
     def describe(self) -> str:
         where = f"torch {self.torch}" if self.torch else "every torch"
