@@ -7,6 +7,7 @@ The runs here start real xdist workers, so they run pytest in a subprocess
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -72,6 +73,21 @@ CRASHING_TEST = """
     def test_crashes(device):
         os.abort()
     """
+
+
+INTERRUPTING_TEST = """
+    import os
+    import signal
+    import time
+
+    @pytest.mark.spec("CRASH-1")
+    def test_interrupts_the_run(device):
+        time.sleep(1.0)  # the other worker runs tests meanwhile
+        os.killpg(os.getpgid(0), signal.SIGINT)  # as Ctrl-C or `timeout --signal=INT` do: every process of the run
+        time.sleep(30)
+    """
+#: pytest in a session of its own, so that the interrupt reaches its processes and not the pytest running this file
+PYTEST_IN_ITS_OWN_SESSION = "import os, sys; os.setsid(); os.execv(sys.executable, [sys.executable, '-m', 'pytest', *sys.argv[1:]])"
 
 
 @pytest.fixture
@@ -141,6 +157,22 @@ def test_a_test_that_kills_its_worker_fails_its_clause_with_the_reason_and_the_r
     assert outcome(report, "KNOWN-1")["outcome"] == "known failure"
     result.stdout.fnmatch_lines(["*replacing crashed worker*", "VIOLATED CRASH-1 [[]cpu[]] kills the process*"])
     assert {t["outcome"] for t in report["tests"]} == {"passed", "failed", "known failure", "skipped"}
+
+
+def test_an_interrupted_run_reports_the_tests_that_ran_and_the_others_as_not_run(suite):
+    """An interrupt ends the workers before they send what they collected (tools/gpu-check's budgets stop runs so);
+    the controller reads the copy each worker wrote when it collected, and the report is written."""
+    suite.write_tests(INTERRUPTING_TEST, name="test_0_interrupt")  # first in collection order
+    result = suite.pytester.run(
+        sys.executable, "-c", PYTEST_IN_ITS_OWN_SESSION,
+        "-p", "conformance.plugin", "--specs-dir=specs", "--expectations=expectations.toml", "--device=cpu",
+        "-p", "no:cacheprovider", "--conformance-report=out.json", "-n", "2", timeout=120,
+    )  # fmt: skip
+    result.stdout.fnmatch_lines(["*no worker finished its session (interrupted?); the report holds the * test reports*"])
+    report = json.loads((suite.pytester.path / "out.json").read_text(encoding="utf-8"))
+    outcomes = {t["nodeid"]: t["outcome"] for t in report["tests"]}
+    assert "passed" in outcomes.values() and "not run" in outcomes.values(), outcomes
+    assert report["exit_status"] == int(pytest.ExitCode.INTERRUPTED)
 
 
 def test_crash_reason_is_the_fatal_error_and_the_innermost_frame():

@@ -13,6 +13,12 @@ report, the terminal section and the verdict are the controller's alone
   test reports that came before it;
 * the test reports xdist forwards, recorded as in a serial run (``recording.py``).
 
+An interrupted run (Ctrl-C, a timeout's SIGINT) ends its workers before they
+send anything: each worker therefore also writes what it collected to a file
+in a directory the controller hands out, which the controller reads when no
+worker finished, so the tests that ran are reported and the others are "not
+run".
+
 A test that kills its worker (an abort, a segfault: a young vendor backend, a
 compiler crash) gets a failure report from xdist ("worker 'gw0' crashed while
 running ..."), and xdist starts a new worker (``--max-worker-restart``) so the
@@ -27,6 +33,7 @@ crash ends the process (README, "Parallel runs, crashes, shards and replays").
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import re
 import shutil
@@ -99,7 +106,14 @@ class XdistGathering:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self.worker:
-            session.config.workeroutput[WORKER_KEY] = self.run.collected()
+            collected = self.run.collected()
+            session.config.workeroutput[WORKER_KEY] = collected
+            crash_dir = session.config.workerinput.get(_CRASH_DIR_KEY)
+            if crash_dir:  # for a controller whose workers never finish (an interrupted run): see pytest_sessionfinish
+                worker = session.config.workerinput.get("workerid", "gw")
+                partial = Path(crash_dir) / f".collected-{worker}-{os.getpid()}.json"
+                partial.write_text(json.dumps(collected), encoding="utf-8")
+                partial.rename(Path(crash_dir) / f"collected-{worker}-{os.getpid()}.json")
 
     # ------------------------------------------------------------------ controller side
 
@@ -127,15 +141,42 @@ class XdistGathering:
         if report.nodeid not in self.run.records:
             self.waiting.append(report)
 
+    @pytest.hookimpl(tryfirst=True)  # before verdict.py writes the report
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.waiting and not self.adopted:
+            # no worker finished its session (the run was interrupted: Ctrl-C, a timeout): take the collection a
+            # worker wrote when it collected, so the tests that ran are reported and the others are "not run"
+            collected = self._read_collected()
+            if collected is not None:
+                self.run.adopt_collected(collected)
+                self.adopted = True
+                waiting, self.waiting = self.waiting, []
+                for report in waiting:
+                    self.recorder.pytest_runtest_logreport(report)
+                session.config.get_terminal_writer().line(
+                    f"autograd-conformance: no worker finished its session (interrupted?); the report holds the "
+                    f"{len(waiting)} test reports that arrived, and the other tests as not run",
+                    yellow=True,
+                )
+            else:
+                session.config.get_terminal_writer().line(
+                    f"autograd-conformance: no worker finished its session, so {len(self.waiting)} test reports have no "
+                    "clause to go to and the run has no report",
+                    yellow=True,
+                )
         if self.crash_dir is not None:
             shutil.rmtree(self.crash_dir, ignore_errors=True)
-        if self.waiting and not self.adopted:
-            session.config.get_terminal_writer().line(
-                f"autograd-conformance: no worker finished its session, so {len(self.waiting)} test reports have no "
-                "clause to go to and the run has no report",
-                yellow=True,
-            )
+
+    def _read_collected(self) -> dict | None:
+        """What a worker collected, from the file it wrote at the end of its collection (None if none did)."""
+        if self.crash_dir is None:
+            return None
+        for path in sorted(Path(self.crash_dir).glob("collected-*.json")):
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+        return None
 
     def _read_crash_log(self, worker: str) -> str:
         if self.crash_dir is None:

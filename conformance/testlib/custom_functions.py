@@ -132,6 +132,10 @@ def _computing_forms(op: Op, first: torch.Tensor) -> tuple:
     return tuple(form for form in op.forms if not aliases_an_operand(form(first), (first,)))
 
 
+def _forms_not_returning_the_input(op: Op, first: torch.Tensor) -> tuple:
+    return tuple(form for form in op.forms if form(first) is not first)
+
+
 @dataclass
 class Application:
     """A registry op form and the tensors a Function wrapping it is applied to."""
@@ -162,12 +166,15 @@ def applications(
     max_side: int = 3,
     computes: bool = False,
     arity: int | None = None,
+    as_is: bool = True,
 ) -> Application:
     """An op form and its operands (leaves, small non-empty shapes by default, so every gradient has a value to check).  ``requires_grad``: ``"any"`` (drawn per input),
     ``"some"`` (drawn, at least one input requires grad), ``"one"`` (exactly one, drawn), ``"all"`` or ``"none"``.
     ``arity``: only ops of that many operands.  ``computes=True``: only
     forms that return a new tensor, not an input or a view of one (a Function's output that is a view of its
-    input has rules of its own when either is changed in place)."""
+    input has rules of its own when either is changed in place).  ``as_is=False``: no form that returns its input
+    as is (``torch.flatten`` of a 1-d tensor): a setup_context-style Function cannot save such an input for
+    backward (torch raises "An input that has been returned as-is as output is being saved for backward")."""
     if mode.compiled:
         ops = [op for op in ops if op.compiles_whole]
     if arity is not None:
@@ -178,8 +185,15 @@ def applications(
     candidates = [op for op in ops if op.applicable(first)]
     if computes:
         candidates = [op for op in candidates if op.arity == 2 or _computing_forms(op, first)]
+    if not as_is:
+        candidates = [op for op in candidates if op.arity == 2 or _forms_not_returning_the_input(op, first)]
     op = draw(st.sampled_from(candidates), label="op")
-    form = draw(st.sampled_from(_computing_forms(op, first) if computes and op.arity == 1 else op.forms), label="form")
+    forms = op.forms
+    if op.arity == 1 and computes:
+        forms = _computing_forms(op, first)
+    elif op.arity == 1 and not as_is:
+        forms = _forms_not_returning_the_input(op, first)
+    form = draw(st.sampled_from(forms), label="form")
     inputs = [first]
     if op.arity == 2:
         shape = draw(broadcastable_shapes(base), label="x1 shape")
