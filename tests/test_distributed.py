@@ -160,15 +160,17 @@ def test_a_test_that_kills_its_worker_fails_its_clause_with_the_reason_and_the_r
 
 
 def test_an_interrupted_run_reports_the_tests_that_ran_and_the_others_as_not_run(suite):
-    """An interrupt ends the workers before they send what they collected (tools/gpu-check's budgets stop runs so);
-    the controller reads the copy each worker wrote when it collected, and the report is written."""
+    """An interrupt can end the workers before they send what they collected (tools/gpu-check's budgets stopped a
+    run so: no report); the controller then reads the copy each worker wrote when it collected."""
     suite.write_tests(INTERRUPTING_TEST, name="test_0_interrupt")  # first in collection order
     result = suite.pytester.run(
         sys.executable, "-c", PYTEST_IN_ITS_OWN_SESSION,
         "-p", "conformance.plugin", "--specs-dir=specs", "--expectations=expectations.toml", "--device=cpu",
         "-p", "no:cacheprovider", "--conformance-report=out.json", "-n", "2", timeout=120,
     )  # fmt: skip
-    result.stdout.fnmatch_lines(["*no worker finished its session (interrupted?); the report holds the * test reports*"])
+    # whether the workers still sent their collection (then nothing is said) or not (the copy on disk is read,
+    # and the run says so) depends on where the interrupt caught them; either way the report is written
+    assert "no worker finished its session, so" not in result.stdout.str()
     report = json.loads((suite.pytester.path / "out.json").read_text(encoding="utf-8"))
     outcomes = {t["nodeid"]: t["outcome"] for t in report["tests"]}
     assert "passed" in outcomes.values() and "not run" in outcomes.values(), outcomes
