@@ -86,8 +86,12 @@ INTERRUPTING_TEST = """
         os.killpg(os.getpgid(0), signal.SIGINT)  # as Ctrl-C or `timeout --signal=INT` do: every process of the run
         time.sleep(30)
     """
-#: pytest in a session of its own, so that the interrupt reaches its processes and not the pytest running this file
-PYTEST_IN_ITS_OWN_SESSION = "import os, sys; os.setsid(); os.execv(sys.executable, [sys.executable, '-m', 'pytest', *sys.argv[1:]])"
+#: pytest in a session of its own, so that the interrupt reaches its processes and not the pytest running this file,
+#: with SIGINT's default action: a shell runs a background job (CI's, say) with SIGINT ignored, which exec keeps
+PYTEST_IN_ITS_OWN_SESSION = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.setsid(); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'pytest', *sys.argv[1:]])"
+)
 
 
 @pytest.fixture
