@@ -13,8 +13,9 @@ report, the terminal section and the verdict are the controller's alone
   test reports that came before it;
 * the test reports xdist forwards, recorded as in a serial run (``recording.py``).
 
-An interrupted run (Ctrl-C, a timeout's SIGINT) ends its workers before they
-send anything: each worker therefore also writes what it collected to a file
+An interrupted run (Ctrl-C, a timeout's SIGINT) can end its workers before they
+send anything (one inside torch code when the signal comes does not finish its
+session): each worker therefore also writes what it collected to a file
 in a directory the controller hands out, which the controller reads when no
 worker finished, so the tests that ran are reported and the others are "not
 run".
